@@ -1,0 +1,272 @@
+package etagcache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// ErrNotFound is returned by a Store when it holds no entry for the key and
+// variant asked for. The transport treats it as an ordinary miss: it is not
+// logged and not counted as a store error.
+var ErrNotFound = errors.New("etagcache: entry not found")
+
+// ErrCorruptEntry is wrapped by the errors of DecodeEntry. A Store that finds
+// a record it cannot decode should delete it and report ErrNotFound.
+var ErrCorruptEntry = errors.New("etagcache: corrupt entry")
+
+// Entry is one stored response: a single variant of one resource.
+//
+// An Entry handed to Store.Put or returned by Store.Get must be treated as
+// immutable by both sides: the transport never modifies an entry it got from
+// a store, and a store may keep the Entry (and its Body) it was given without
+// copying. This is what lets the memory store serve a hit without copying a
+// single body byte.
+type Entry struct {
+	// Status is the status code of the stored response (200).
+	Status int
+	// Header is the stored response header, without hop-by-hop fields and
+	// Set-Cookie.
+	Header http.Header
+	// Body is the complete response body.
+	Body []byte
+	// VaryNames are the canonical request header names listed by the
+	// response's Vary field, in the order the response gave them.
+	VaryNames []string
+	// VaryDigest is a SHA-256 digest of the request's values for VaryNames
+	// (and of the request's credentials). Request values themselves are never
+	// stored.
+	VaryDigest []byte
+	// RequestTime and ResponseTime are when the request that produced (or
+	// last revalidated) the entry was sent and its response received.
+	RequestTime  time.Time
+	ResponseTime time.Time
+}
+
+// Store keeps entries for the transport. Entries are grouped by key (the
+// normalised URL of a resource); each group holds one entry per variant (one
+// per combination of credentials and Vary-named request values). Both key and
+// variant are opaque strings chosen by the transport: no credential or
+// request value appears in them in clear text.
+//
+// A Store must be safe for concurrent use. Every method receives the context
+// of the request it serves and should give up when it is done.
+type Store interface {
+	// Get returns the entry stored under key and variant, or ErrNotFound.
+	Get(ctx context.Context, key, variant string) (*Entry, error)
+	// Put stores e under key and variant, replacing any entry there.
+	Put(ctx context.Context, key, variant string, e *Entry) error
+	// Delete removes every variant stored under key. Deleting a key that
+	// holds nothing is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// HeaderUpdater is implemented by stores that can replace the metadata of an
+// entry (everything but the body) without rewriting the body. The transport
+// uses it after a 304 Not Modified; for stores without it, it falls back to
+// Put with the whole entry.
+type HeaderUpdater interface {
+	// UpdateHeader replaces the metadata of the entry stored under key and
+	// variant with that of e, keeping the stored body; e.Body is ignored.
+	// It returns ErrNotFound when there is no such entry.
+	UpdateHeader(ctx context.Context, key, variant string, e *Entry) error
+}
+
+// The binary form of an Entry, for stores that keep bytes:
+//
+//	magic "ETC" | version byte
+//	uvarint status
+//	varint request time, varint response time (Unix nanoseconds)
+//	uvarint n, then n Vary names (uvarint length + bytes)
+//	uvarint length + Vary digest
+//	uvarint n header fields; each: name, uvarint m, m values
+//	uvarint length + body
+//
+// Decoding checks every length against what is left, so no input can make it
+// allocate more than it was given or read out of bounds.
+const (
+	entryMagic   = "ETC"
+	entryVersion = 1
+)
+
+// EncodeEntry returns the binary form of e. DecodeEntry reverses it.
+func EncodeEntry(e *Entry) []byte {
+	return appendEntry(make([]byte, 0, encodedSize(e)), e, true)
+}
+
+// EncodeEntryMeta returns the binary form of e without its body, for stores
+// that keep metadata and body in separate records.
+func EncodeEntryMeta(e *Entry) []byte {
+	return appendEntry(make([]byte, 0, encodedSize(e)-len(e.Body)), e, false)
+}
+
+func encodedSize(e *Entry) int {
+	n := len(entryMagic) + 1 + 4*binary.MaxVarintLen64 + len(e.VaryDigest) + len(e.Body) + binary.MaxVarintLen64
+	for _, v := range e.VaryNames {
+		n += binary.MaxVarintLen64 + len(v)
+	}
+	for k, vs := range e.Header {
+		n += 2*binary.MaxVarintLen64 + len(k)
+		for _, v := range vs {
+			n += binary.MaxVarintLen64 + len(v)
+		}
+	}
+	return n
+}
+
+func appendEntry(b []byte, e *Entry, withBody bool) []byte {
+	b = append(b, entryMagic...)
+	b = append(b, entryVersion)
+	b = binary.AppendUvarint(b, uint64(e.Status))
+	b = binary.AppendVarint(b, unixNano(e.RequestTime))
+	b = binary.AppendVarint(b, unixNano(e.ResponseTime))
+	b = binary.AppendUvarint(b, uint64(len(e.VaryNames)))
+	for _, v := range e.VaryNames {
+		b = appendBytes(b, v)
+	}
+	b = appendBytes(b, string(e.VaryDigest))
+	b = binary.AppendUvarint(b, uint64(len(e.Header)))
+	for k, vs := range e.Header {
+		b = appendBytes(b, k)
+		b = binary.AppendUvarint(b, uint64(len(vs)))
+		for _, v := range vs {
+			b = appendBytes(b, v)
+		}
+	}
+	if withBody {
+		b = appendBytes(b, string(e.Body))
+	} else {
+		b = binary.AppendUvarint(b, 0)
+	}
+	return b
+}
+
+func appendBytes(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// DecodeEntry parses the binary form made by EncodeEntry or EncodeEntryMeta.
+// Any input either decodes or returns an error wrapping ErrCorruptEntry; it
+// never panics. The returned Body aliases data, so data must not be modified
+// afterwards.
+func DecodeEntry(data []byte) (*Entry, error) {
+	d := decoder{b: data}
+	if len(data) < len(entryMagic)+1 || string(data[:len(entryMagic)]) != entryMagic {
+		return nil, fmt.Errorf("%w: bad magic", ErrCorruptEntry)
+	}
+	if v := data[len(entryMagic)]; v != entryVersion {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrCorruptEntry, v)
+	}
+	d.b = data[len(entryMagic)+1:]
+	e := &Entry{}
+	status := d.uvarint()
+	e.Status = int(status)
+	e.RequestTime = fromUnixNano(d.varint())
+	e.ResponseTime = fromUnixNano(d.varint())
+	if n := d.count(); n > 0 {
+		e.VaryNames = make([]string, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			e.VaryNames = append(e.VaryNames, string(d.bytes()))
+		}
+	}
+	if dig := d.bytes(); len(dig) > 0 {
+		e.VaryDigest = dig
+	}
+	if n := d.count(); d.err == nil {
+		e.Header = make(http.Header, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			k := string(d.bytes())
+			m := d.count()
+			vs := make([]string, 0, m)
+			for j := 0; j < m && d.err == nil; j++ {
+				vs = append(vs, string(d.bytes()))
+			}
+			e.Header[k] = vs
+		}
+	}
+	if body := d.bytes(); len(body) > 0 {
+		e.Body = body
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errors.New("trailing bytes")
+	}
+	if d.err == nil && (status < 100 || status > 999) {
+		d.err = fmt.Errorf("status %d out of range", status)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptEntry, d.err)
+	}
+	return e, nil
+}
+
+// decoder reads the binary form; after the first error every read returns
+// zero values, so callers check err once at the end.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errors.New("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a number of items that follow; each takes at least one byte,
+// so a count larger than what is left is corrupt.
+func (d *decoder) count() int {
+	v := d.uvarint()
+	if v > uint64(len(d.b)) {
+		d.err = errors.New("count exceeds data")
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.count()
+	if d.err != nil {
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
