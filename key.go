@@ -1,0 +1,145 @@
+package etagcache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// cacheKey returns the normalised absolute URL that names a resource in the
+// store: scheme and host lower-cased, the scheme's default port dropped, an
+// empty path made "/", user information and fragment dropped.
+func cacheKey(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	var b strings.Builder
+	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(u.RawQuery))
+	b.WriteString(scheme)
+	b.WriteString("://")
+	b.WriteString(host)
+	b.WriteString(path)
+	if u.RawQuery != "" || u.ForceQuery {
+		b.WriteByte('?')
+		b.WriteString(u.RawQuery)
+	}
+	return b.String()
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port
+// (after the normalisation of cacheKey).
+func sameOrigin(a, b *url.URL) bool {
+	oa, ob := *a, *b
+	oa.Path, oa.RawPath, oa.RawQuery, oa.ForceQuery = "", "", "", false
+	ob.Path, ob.RawPath, ob.RawQuery, ob.ForceQuery = "", "", "", false
+	return cacheKey(&oa) == cacheKey(&ob)
+}
+
+// partition returns the part of a variant name that separates users: empty
+// for a request without credentials, otherwise a SHA-256 digest of them.
+// Raw credentials never leave this function.
+func partition(req *http.Request) string {
+	auth := req.Header.Values("Authorization")
+	cookie := req.Header.Values("Cookie")
+	var user string
+	if req.URL.User != nil {
+		user = req.URL.User.String()
+	}
+	if len(auth) == 0 && len(cookie) == 0 && user == "" {
+		return ""
+	}
+	h := sha256.New()
+	h.Write([]byte("etagcache credentials v1\x00"))
+	for _, v := range auth {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte{1})
+	for _, v := range cookie {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte{1})
+	h.Write([]byte(user))
+	return "u" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// varyNames parses the Vary fields of a response into canonical header
+// names, without duplicates. star reports a "*" member, which no request
+// ever matches.
+func varyNames(h http.Header) (names []string, star bool) {
+	for _, line := range h.Values("Vary") {
+		for _, f := range strings.Split(line, ",") {
+			f = strings.TrimSpace(f)
+			switch {
+			case f == "":
+			case f == "*":
+				star = true
+			default:
+				f = http.CanonicalHeaderKey(f)
+				if !contains(names, f) {
+					names = append(names, f)
+				}
+			}
+		}
+	}
+	return names, star
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// varyDigest hashes the credential partition and the request's values of
+// the named fields. Repeated field lines are joined and white space around
+// members trimmed, so equivalent requests hash alike (RFC 9111 §4.1); an
+// absent field hashes differently from an empty one.
+func varyDigest(part string, names []string, req *http.Request) []byte {
+	h := sha256.New()
+	h.Write([]byte(part))
+	for _, name := range names {
+		h.Write([]byte{0})
+		h.Write([]byte(name))
+		vs, ok := req.Header[name]
+		if !ok {
+			h.Write([]byte{1})
+			continue
+		}
+		h.Write([]byte{2})
+		for i, v := range vs {
+			for j, m := range strings.Split(v, ",") {
+				if i+j > 0 {
+					h.Write([]byte{','})
+				}
+				h.Write([]byte(strings.TrimSpace(m)))
+			}
+		}
+	}
+	return h.Sum(nil)
+}
+
+// derivedVariant names where a variant lives when the partition's primary
+// slot holds another one.
+func derivedVariant(part string, digest []byte) string {
+	return part + "/" + hex.EncodeToString(digest[:16])
+}

@@ -1,0 +1,434 @@
+// Package etagcache provides an http.RoundTripper that revalidates instead
+// of refetching.
+//
+// The Transport remembers the validators (ETag, Last-Modified) and body of
+// every storable response to a GET, sends them back as If-None-Match and
+// If-Modified-Since on the next GET of the same resource, and when the origin
+// answers 304 Not Modified it hands the caller the stored body, with the
+// 304's updated header fields, as an ordinary 200. Every GET still goes to
+// the origin: the transport never serves a response without revalidating it,
+// so it is always as fresh as the origin says, but it costs a few hundred
+// bytes instead of the whole document (and, on many APIs, no rate limit).
+//
+// Entries live in a Store: MemoryStore for one process, BoltStore for a file
+// that outlives it, or any other implementation.
+package etagcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxEntrySize is the largest body a Transport stores unless
+// WithMaxEntrySize says otherwise.
+const DefaultMaxEntrySize = 16 << 20
+
+// ErrUnexpectedNotModified is returned by RoundTrip when the origin answers
+// 304 Not Modified to a request that carried no precondition: passing it on
+// would hand the caller a response without a body that it never asked for.
+var ErrUnexpectedNotModified = errors.New("etagcache: origin answered 304 to an unconditional request")
+
+// Transport is an http.RoundTripper that adds validators from its Store to
+// GET requests and turns the origin's 304 answers into 200 responses with
+// the stored body. It is safe for concurrent use.
+//
+// Every response to a GET that it handles carries a Cache-Status field
+// (RFC 9211) naming "etagcache", and X-From-Cache: 1 when the body came from
+// the store.
+type Transport struct {
+	store   Store
+	base    http.RoundTripper
+	log     *slog.Logger
+	maxSize int64
+	stats   counters
+}
+
+// Option configures a Transport.
+type Option func(*Transport)
+
+// WithBase sets the transport that really sends requests. The default is
+// http.DefaultTransport.
+func WithBase(rt http.RoundTripper) Option {
+	return func(t *Transport) { t.base = rt }
+}
+
+// WithLogger sets where store failures are reported (at Warn level). The
+// default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(t *Transport) { t.log = l }
+}
+
+// WithMaxEntrySize sets the largest body that is stored, in bytes. Larger
+// bodies stream through to the caller and are not stored; no more than n
+// bytes of one body are ever buffered. The default is DefaultMaxEntrySize.
+func WithMaxEntrySize(n int64) Option {
+	return func(t *Transport) { t.maxSize = n }
+}
+
+// NewTransport returns a Transport that keeps its entries in store.
+func NewTransport(store Store, opts ...Option) *Transport {
+	t := &Transport{store: store, base: http.DefaultTransport, log: slog.Default(), maxSize: DefaultMaxEntrySize}
+	for _, o := range opts {
+		o(t)
+	}
+	if t.base == nil {
+		t.base = http.DefaultTransport
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	return t
+}
+
+// Client returns an http.Client that sends its requests through t.
+func (t *Transport) Client() *http.Client {
+	return &http.Client{Transport: t}
+}
+
+// Stats are the counters of a Transport since it was made.
+type Stats struct {
+	Requests    int64 // requests passed to RoundTrip
+	Stored      int64 // responses written to the store
+	Revalidated int64 // 304 answers turned into a 200 from the store
+	Changed     int64 // 200 answers to a conditional request the transport made
+	Bypassed    int64 // requests sent on without consulting the store
+	StoreErrors int64 // store calls that failed (the requests went on)
+	BytesServed int64 // body bytes served from the store
+}
+
+type counters struct {
+	requests, stored, revalidated, changed, bypassed, storeErrors, bytesServed atomic.Int64
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	c := &t.stats
+	return Stats{
+		Requests: c.requests.Load(), Stored: c.stored.Load(), Revalidated: c.revalidated.Load(),
+		Changed: c.changed.Load(), Bypassed: c.bypassed.Load(), StoreErrors: c.storeErrors.Load(),
+		BytesServed: c.bytesServed.Load(),
+	}
+}
+
+// RoundTrip implements http.RoundTripper. The request is never modified.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.stats.requests.Add(1)
+	switch req.Method {
+	case http.MethodGet, "":
+	case http.MethodHead, http.MethodOptions, http.MethodTrace:
+		t.stats.bypassed.Add(1)
+		return t.base.RoundTrip(req)
+	default:
+		return t.unsafe(req)
+	}
+	if hasConditional(req.Header) || hasDirective(req.Header, "no-store") ||
+		(req.Body != nil && req.Body != http.NoBody) {
+		t.stats.bypassed.Add(1)
+		resp, err := t.base.RoundTrip(req)
+		if err == nil {
+			addCacheStatus(resp.Header, "fwd=bypass")
+		}
+		return resp, err
+	}
+	return t.get(req)
+}
+
+// lookup is what the store holds for one GET request.
+type lookup struct {
+	key, part string
+	entry     *Entry // the variant matching the request, or nil
+	variant   string // where entry lives
+	primary   bool   // whether the partition's primary slot holds any entry
+	fwd       string // Cache-Status reason when entry is nil
+}
+
+// find looks a request up. Variants of a resource for one partition live in
+// a primary slot (the first stored) and, when Vary sets them apart, in slots
+// named by their Vary digest, computed with the primary's Vary names. So a
+// request costs one store read, or two when it wants another variant.
+func (t *Transport) find(ctx context.Context, req *http.Request) (lookup, error) {
+	l := lookup{key: cacheKey(req.URL), part: partition(req), fwd: "uri-miss"}
+	e, err := t.storeGet(ctx, l.key, l.part)
+	if e == nil {
+		return l, err
+	}
+	l.primary = true
+	d := varyDigest(l.part, e.VaryNames, req)
+	if bytes.Equal(d, e.VaryDigest) {
+		l.entry, l.variant = e, l.part
+		return l, nil
+	}
+	l.fwd = "vary-miss"
+	v := derivedVariant(l.part, d)
+	e, err = t.storeGet(ctx, l.key, v)
+	if e != nil && bytes.Equal(varyDigest(l.part, e.VaryNames, req), e.VaryDigest) {
+		l.entry, l.variant = e, v
+	}
+	return l, err
+}
+
+// storeGet reads one entry. Store failures are logged and read as a miss;
+// only the caller's own cancellation is returned.
+func (t *Transport) storeGet(ctx context.Context, key, variant string) (*Entry, error) {
+	e, err := t.store.Get(ctx, key, variant)
+	switch {
+	case err == nil && (e == nil || e.Status < 100 || e.Status > 999):
+		err = ErrCorruptEntry
+	case err == nil:
+		return e, nil
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	t.storeFailed(ctx, "get", key, err)
+	if errors.Is(err, ErrCorruptEntry) {
+		t.storeDelete(ctx, key)
+	}
+	return nil, nil
+}
+
+func (t *Transport) storeDelete(ctx context.Context, key string) {
+	if err := t.store.Delete(ctx, key); err != nil {
+		t.storeFailed(ctx, "delete", key, err)
+	}
+}
+
+func (t *Transport) storeFailed(ctx context.Context, op, key string, err error) {
+	t.stats.storeErrors.Add(1)
+	t.log.WarnContext(ctx, "etagcache: store failed; going on without it", "op", op, "key", key, "err", err)
+}
+
+// get serves a GET request through the store.
+func (t *Transport) get(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	l, err := t.find(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if l.entry == nil {
+		return t.fetch(req, l, "fwd="+l.fwd, false)
+	}
+
+	cond := req.Clone(ctx)
+	if etag := l.entry.Header.Get("Etag"); etag != "" {
+		cond.Header.Set("If-None-Match", etag)
+	}
+	if lm := validLastModified(l.entry.Header); lm != "" {
+		cond.Header.Set("If-Modified-Since", lm)
+	}
+	sent := time.Now()
+	resp, err := t.base.RoundTrip(cond)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusNotModified {
+		if resp.StatusCode == http.StatusOK {
+			t.stats.changed.Add(1)
+		}
+		return t.stored(req, l, resp, sent, "fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode), true)
+	}
+	discard(resp.Body)
+
+	if etag := resp.Header.Get("Etag"); etag != "" && !weakMatch(etag, l.entry.Header.Get("Etag")) {
+		// The 304 confirms a representation we do not hold: never splice
+		// its header onto this body (RFC 9111 §4.3.4). Ask again, plainly.
+		return t.fetch(req, l, "fwd=stale; detail=etag-mismatch", true)
+	}
+	return t.revalidated(req, l, resp, sent), nil
+}
+
+// fetch sends the caller's request unchanged and stores the answer if it
+// may be stored.
+func (t *Transport) fetch(req *http.Request, l lookup, status string, stale bool) (*http.Response, error) {
+	sent := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if stale {
+		status += "; fwd-status=" + strconv.Itoa(resp.StatusCode)
+	}
+	return t.stored(req, l, resp, sent, status, stale)
+}
+
+// stored finishes a response that came with a body from the origin: it
+// arranges for the body to be stored when the caller has read all of it, and
+// drops a stale entry that the response shows to be useless.
+func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sent time.Time, status string, stale bool) (*http.Response, error) {
+	if resp.StatusCode == http.StatusNotModified {
+		// We sent no precondition this time, so this 304 is nobody's.
+		discard(resp.Body)
+		return nil, ErrUnexpectedNotModified
+	}
+	names, ok := t.storable(resp)
+	if !ok {
+		if stale && resp.StatusCode == http.StatusOK {
+			t.storeDelete(req.Context(), l.key)
+		}
+		addCacheStatus(resp.Header, status)
+		return resp, nil
+	}
+	e := &Entry{
+		Status:       resp.StatusCode,
+		Header:       storedHeader(resp.Header),
+		VaryNames:    names,
+		VaryDigest:   varyDigest(l.part, names, req),
+		RequestTime:  sent,
+		ResponseTime: time.Now(),
+	}
+	variant := l.part
+	if l.primary && (l.entry == nil || l.variant != l.part) {
+		// The primary slot holds another variant; this one goes beside it.
+		variant = derivedVariant(l.part, e.VaryDigest)
+	}
+	ctx := req.Context()
+	resp.Body = newStoringBody(resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
+		e.Body = body
+		if err := t.store.Put(ctx, l.key, variant, e); err != nil {
+			if ctx.Err() == nil {
+				t.storeFailed(ctx, "put", l.key, err)
+			}
+			return
+		}
+		t.stats.stored.Add(1)
+	})
+	addCacheStatus(resp.Header, status+"; stored")
+	return resp, nil
+}
+
+// storable reports whether a response to a GET may be stored, and the Vary
+// names it would be stored under. Only complete 200 responses that carry a
+// validator are worth keeping: the transport always revalidates, so a
+// response it cannot revalidate would never be served.
+func (t *Transport) storable(resp *http.Response) ([]string, bool) {
+	if resp.StatusCode != http.StatusOK || resp.Body == nil || resp.ContentLength > t.maxSize {
+		return nil, false
+	}
+	if hasDirective(resp.Header, "no-store") {
+		return nil, false
+	}
+	if resp.Header.Get("Etag") == "" && validLastModified(resp.Header) == "" {
+		return nil, false
+	}
+	names, star := varyNames(resp.Header)
+	return names, !star
+}
+
+// revalidated builds the caller's 200 from a stored entry and the 304 that
+// confirmed it, and persists the 304's header fields.
+func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, sent time.Time) *http.Response {
+	ctx := req.Context()
+	old := l.entry
+	merged := mergeHeader(old.Header, nm.Header)
+	switch {
+	case hasDirective(merged, "no-store"):
+		t.storeDelete(ctx, l.key)
+	case !onlyDateMoved(old.Header, merged):
+		t.persist(ctx, l, old, merged.Clone(), sent, req)
+	}
+
+	t.stats.revalidated.Add(1)
+	t.stats.bytesServed.Add(int64(len(old.Body)))
+	merged.Set("Content-Length", strconv.Itoa(len(old.Body)))
+	merged.Set(headerFromCache, "1")
+	addCacheStatus(merged, "fwd=stale; fwd-status=304")
+	return &http.Response{
+		Status:        strconv.Itoa(old.Status) + " " + http.StatusText(old.Status),
+		StatusCode:    old.Status,
+		Proto:         nm.Proto,
+		ProtoMajor:    nm.ProtoMajor,
+		ProtoMinor:    nm.ProtoMinor,
+		Header:        merged,
+		Body:          io.NopCloser(bytes.NewReader(old.Body)),
+		ContentLength: int64(len(old.Body)),
+		Request:       req,
+		TLS:           nm.TLS,
+	}
+}
+
+// persist writes a revalidated entry's new header: through HeaderUpdater
+// when the store has it, so the body is not rewritten, else by a full Put.
+func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header map[string][]string, sent time.Time, req *http.Request) {
+	e := *old
+	e.Header = header
+	e.RequestTime, e.ResponseTime = sent, time.Now()
+	if names, _ := varyNames(header); !equalStrings(names, old.VaryNames) {
+		// Vary changed under a 304: keep the entry where it is, filed under
+		// the new names, so the next lookup matches it afresh.
+		e.VaryNames, e.VaryDigest = names, varyDigest(l.part, names, req)
+	}
+	var err error
+	if hu, ok := t.store.(HeaderUpdater); ok {
+		err = hu.UpdateHeader(ctx, l.key, l.variant, &e)
+	} else {
+		err = t.store.Put(ctx, l.key, l.variant, &e)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
+		t.storeFailed(ctx, "update", l.key, err)
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// unsafe forwards a request whose method may change the resource, and on
+// success invalidates what the store holds for its target and for the
+// same-origin Location and Content-Location (RFC 9111 §4.4).
+func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
+	t.stats.bypassed.Add(1)
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return resp, err
+	}
+	ctx := req.Context()
+	t.storeDelete(ctx, cacheKey(req.URL))
+	for _, field := range []string{"Location", "Content-Location"} {
+		v := resp.Header.Get(field)
+		if v == "" {
+			continue
+		}
+		if u, err := req.URL.Parse(v); err == nil && sameOrigin(u, req.URL) {
+			t.storeDelete(ctx, cacheKey(u))
+		}
+	}
+	return resp, nil
+}
+
+// addCacheStatus appends this cache's member to the Cache-Status list,
+// after those of caches closer to the origin (RFC 9211 §2).
+func addCacheStatus(h http.Header, params string) {
+	member := "etagcache; " + params
+	if prev := h.Values(headerCacheStatus); len(prev) > 0 {
+		member = strings.Join(prev, ", ") + ", " + member
+	}
+	h.Set(headerCacheStatus, member)
+}
+
+// discard drains a little of a body we do not use, so the connection can be
+// reused, and closes it.
+func discard(body io.ReadCloser) {
+	if body == nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, body, 64<<10)
+	_ = body.Close()
+}
