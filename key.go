@@ -1,6 +1,7 @@
 package etagcache
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
@@ -114,32 +115,38 @@ func contains(list []string, s string) bool {
 // the named fields. Repeated field lines are joined and white space around
 // members trimmed, so equivalent requests hash alike (RFC 9111 §4.1); an
 // absent field hashes differently from an empty one.
-func varyDigest(part string, names []string, req *http.Request) []byte {
-	h := sha256.New()
-	h.Write([]byte(part))
+func varyDigest(part string, names []string, req *http.Request) [sha256.Size]byte {
+	var scratch [256]byte // enough for most requests, so hashing does not allocate
+	b := append(scratch[:0], part...)
 	for _, name := range names {
-		h.Write([]byte{0})
-		h.Write([]byte(name))
+		b = append(b, 0)
+		b = append(b, name...)
 		vs, ok := req.Header[name]
 		if !ok {
-			h.Write([]byte{1})
+			b = append(b, 1)
 			continue
 		}
-		h.Write([]byte{2})
+		b = append(b, 2)
 		for i, v := range vs {
 			for j, m := range strings.Split(v, ",") {
 				if i+j > 0 {
-					h.Write([]byte{','})
+					b = append(b, ',')
 				}
-				h.Write([]byte(strings.TrimSpace(m)))
+				b = append(b, strings.TrimSpace(m)...)
 			}
 		}
 	}
-	return h.Sum(nil)
+	return sha256.Sum256(b)
+}
+
+// matches reports whether e is the variant that req selects.
+func (e *Entry) matches(part string, req *http.Request) bool {
+	d := varyDigest(part, e.VaryNames, req)
+	return bytes.Equal(d[:], e.VaryDigest)
 }
 
 // derivedVariant names where a variant lives when the partition's primary
 // slot holds another one.
-func derivedVariant(part string, digest []byte) string {
+func derivedVariant(part string, digest [sha256.Size]byte) string {
 	return part + "/" + hex.EncodeToString(digest[:16])
 }

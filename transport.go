@@ -161,15 +161,14 @@ func (t *Transport) find(ctx context.Context, req *http.Request) (lookup, error)
 		return l, err
 	}
 	l.primary = true
-	d := varyDigest(l.part, e.VaryNames, req)
-	if bytes.Equal(d, e.VaryDigest) {
+	if e.matches(l.part, req) {
 		l.entry, l.variant = e, l.part
 		return l, nil
 	}
 	l.fwd = "vary-miss"
-	v := derivedVariant(l.part, d)
+	v := derivedVariant(l.part, varyDigest(l.part, e.VaryNames, req))
 	e, err = t.storeGet(ctx, l.key, v)
-	if e != nil && bytes.Equal(varyDigest(l.part, e.VaryNames, req), e.VaryDigest) {
+	if e != nil && e.matches(l.part, req) {
 		l.entry, l.variant = e, v
 	}
 	return l, err
@@ -219,7 +218,14 @@ func (t *Transport) get(req *http.Request) (*http.Response, error) {
 		return t.fetch(req, l, "fwd="+l.fwd, false)
 	}
 
-	cond := req.Clone(ctx)
+	// A shallow copy with its own header: the base transport reads but never
+	// modifies the rest, and the caller's request stays as it was.
+	cond := new(http.Request)
+	*cond = *req
+	cond.Header = req.Header.Clone()
+	if cond.Header == nil {
+		cond.Header = make(http.Header, 2)
+	}
 	if etag := l.entry.Header.Get("Etag"); etag != "" {
 		cond.Header.Set("If-None-Match", etag)
 	}
@@ -278,18 +284,19 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		addCacheStatus(resp.Header, status)
 		return resp, nil
 	}
+	digest := varyDigest(l.part, names, req)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       storedHeader(resp.Header),
 		VaryNames:    names,
-		VaryDigest:   varyDigest(l.part, names, req),
+		VaryDigest:   digest[:],
 		RequestTime:  sent,
 		ResponseTime: time.Now(),
 	}
 	variant := l.part
 	if l.primary && (l.entry == nil || l.variant != l.part) {
 		// The primary slot holds another variant; this one goes beside it.
-		variant = derivedVariant(l.part, e.VaryDigest)
+		variant = derivedVariant(l.part, digest)
 	}
 	ctx := req.Context()
 	resp.Body = newStoringBody(resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
@@ -339,17 +346,21 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 
 	t.stats.revalidated.Add(1)
 	t.stats.bytesServed.Add(int64(len(old.Body)))
-	merged.Set("Content-Length", strconv.Itoa(len(old.Body)))
-	merged.Set(headerFromCache, "1")
+	merged["Content-Length"] = []string{strconv.Itoa(len(old.Body))}
+	merged[headerFromCache] = []string{"1"}
 	addCacheStatus(merged, "fwd=stale; fwd-status=304")
+	status := "200 OK"
+	if old.Status != http.StatusOK {
+		status = strconv.Itoa(old.Status) + " " + http.StatusText(old.Status)
+	}
 	return &http.Response{
-		Status:        strconv.Itoa(old.Status) + " " + http.StatusText(old.Status),
+		Status:        status,
 		StatusCode:    old.Status,
 		Proto:         nm.Proto,
 		ProtoMajor:    nm.ProtoMajor,
 		ProtoMinor:    nm.ProtoMinor,
 		Header:        merged,
-		Body:          io.NopCloser(bytes.NewReader(old.Body)),
+		Body:          newStoredBody(old.Body),
 		ContentLength: int64(len(old.Body)),
 		Request:       req,
 		TLS:           nm.TLS,
@@ -365,7 +376,8 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ma
 	if names, _ := varyNames(header); !equalStrings(names, old.VaryNames) {
 		// Vary changed under a 304: keep the entry where it is, filed under
 		// the new names, so the next lookup matches it afresh.
-		e.VaryNames, e.VaryDigest = names, varyDigest(l.part, names, req)
+		d := varyDigest(l.part, names, req)
+		e.VaryNames, e.VaryDigest = names, d[:]
 	}
 	var err error
 	if hu, ok := t.store.(HeaderUpdater); ok {
@@ -416,12 +428,35 @@ func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
 // addCacheStatus appends this cache's member to the Cache-Status list,
 // after those of caches closer to the origin (RFC 9211 §2).
 func addCacheStatus(h http.Header, params string) {
-	member := "etagcache; " + params
+	member := cacheStatusMember(params)
 	if prev := h.Values(headerCacheStatus); len(prev) > 0 {
 		member = strings.Join(prev, ", ") + ", " + member
 	}
 	h.Set(headerCacheStatus, member)
 }
+
+// cacheStatusMember returns this cache's Cache-Status member, without
+// building a string for the common cases.
+func cacheStatusMember(params string) string {
+	switch params {
+	case "fwd=stale; fwd-status=304":
+		return "etagcache; fwd=stale; fwd-status=304"
+	case "fwd=bypass":
+		return "etagcache; fwd=bypass"
+	}
+	return "etagcache; " + params
+}
+
+// storedBody serves a stored body; its bytes are shared, never copied.
+type storedBody struct{ bytes.Reader }
+
+func newStoredBody(b []byte) *storedBody {
+	sb := &storedBody{}
+	sb.Reset(b)
+	return sb
+}
+
+func (*storedBody) Close() error { return nil }
 
 // discard drains a little of a body we do not use, so the connection can be
 // reused, and closes it.
