@@ -88,8 +88,9 @@ func TestBoltStoreLockedByAnotherProcess(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
-// boltCrashChild writes entries in a loop until it is killed, reporting each
-// completed write on stdout. Every entry records its body's digest.
+// boltCrashChild writes entries in a loop until it is killed, reporting on
+// stdout when it begins and ends each write. Every entry records its body's
+// digest.
 func boltCrashChild(path string, seed uint64) {
 	s, err := OpenBoltStore(path, WithBoltMaxBytes(16<<20))
 	if err != nil {
@@ -101,22 +102,24 @@ func boltCrashChild(path string, seed uint64) {
 	digests := map[string]string{}
 	for i := 0; ; i++ {
 		k, v := fmt.Sprint("k", rng.IntN(20)), fmt.Sprint("v", rng.IntN(3))
+		var write func() error
 		switch op := rng.IntN(10); {
 		case op < 6:
 			e := boltTestEntry(randomBytes(rng, rng.IntN(1<<20)), "X-Seq", strconv.Itoa(i))
-			err = s.Put(ctx, k, v, e)
 			digests[k+"/"+v] = e.Header.Get("X-Body-Sha256")
+			write = func() error { return s.Put(ctx, k, v, e) }
 		case op < 9:
 			d, ok := digests[k+"/"+v]
 			if !ok {
 				continue
 			}
 			e := boltTestEntry(nil, "X-Seq", strconv.Itoa(i), "X-Body-Sha256", d)
-			err = s.UpdateHeader(ctx, k, v, e)
+			write = func() error { return s.UpdateHeader(ctx, k, v, e) }
 		default:
-			err = s.Delete(ctx, k)
+			write = func() error { return s.Delete(ctx, k) }
 		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		fmt.Println("begin", i) // the entry is ready: what follows is the write
+		if err := write(); err != nil && !errors.Is(err, ErrNotFound) {
 			fmt.Println("ERROR", err)
 			return
 		}
@@ -169,11 +172,15 @@ func TestBoltStoreCrashNeverServesTornEntry(t *testing.T) {
 		require.NoError(t, cmd.Start())
 		lines := bufio.NewScanner(stdout)
 		wrote := 0
-		for wrote < 40+20*round && lines.Scan() {
-			require.True(t, strings.HasPrefix(lines.Text(), "wrote "), "child: %s; stderr: %s", lines.Text(), stderr)
-			wrote++
+		for lines.Scan() {
+			l := lines.Text()
+			require.True(t, strings.HasPrefix(l, "begin ") || strings.HasPrefix(l, "wrote "), "child: %s; stderr: %s", l, stderr)
+			if strings.HasPrefix(l, "wrote ") {
+				wrote++
+			} else if wrote >= 40+20*round {
+				break // the child has just begun a write: kill it in the middle
+			}
 		}
-		// The child is busy writing its next entry: kill it now.
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		err = cmd.Wait()
 		cancel()
@@ -288,7 +295,7 @@ func TestBoltStoreUpdateHeaderDoesNotRewriteBody(t *testing.T) {
 }
 
 func TestBoltStoreGetWritesNothing(t *testing.T) {
-	const n = 1000
+	n := boltLoops(1000)
 	ctx := context.Background()
 	s, path := openTestBolt(t)
 	body := randomBytes(rand.New(rand.NewPCG(1, 2)), 4<<20)
@@ -312,7 +319,7 @@ func TestBoltStoreGetWritesNothing(t *testing.T) {
 	smallTime := time.Since(start)
 	w := boltWritesNow(s).sub(w0)
 	t.Logf("Get: %v per 4 MiB entry, %v per small entry; over %d Gets: %d commits, %d write calls, %d bytes written (wchar)",
-		bigTime/n, smallTime/n, 2*n, w.commits, w.writeCalls, w.wchar)
+		bigTime/time.Duration(n), smallTime/time.Duration(n), 2*n, w.commits, w.writeCalls, w.wchar)
 	assert.Zero(t, w.commits)
 	assert.Zero(t, w.writeCalls)
 	assert.Zero(t, w.pageBytes)

@@ -490,3 +490,50 @@ func TestBoltStoreConcurrentUse(t *testing.T) {
 	}))
 	assert.Equal(t, s.Len(), n, "index and file disagree")
 }
+
+func TestBoltStoreCloseWhileInUse(t *testing.T) {
+	s, _ := openTestBolt(t)
+	started := make(chan struct{}, 8)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			ctx := context.Background()
+			for i := 0; ; i++ {
+				if i == 10 {
+					started <- struct{}{}
+				}
+				k := fmt.Sprint("k", rng.IntN(4))
+				var err error
+				switch rng.IntN(4) {
+				case 0:
+					err = s.Put(ctx, k, "", selfCheckingEntry(rng, k, ""))
+				case 1:
+					err = s.UpdateHeader(ctx, k, "", selfCheckingEntry(rng, k, ""))
+				case 2:
+					err = s.Delete(ctx, k)
+				default:
+					var e *Entry
+					if e, err = s.Get(ctx, k, ""); err == nil {
+						err = checkSelfCheckingEntry(e, k, "")
+					}
+				}
+				if errors.Is(err, ErrStoreClosed) {
+					errs <- nil
+					return
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-started
+	}
+	require.NoError(t, s.Close())
+	for range 8 {
+		require.NoError(t, <-errs)
+	}
+}
