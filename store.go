@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -60,7 +62,9 @@ type Store interface {
 	// Put stores e under key and variant, replacing any entry there.
 	Put(ctx context.Context, key, variant string, e *Entry) error
 	// Delete removes every variant stored under key. Deleting a key that
-	// holds nothing is not an error.
+	// holds nothing is not an error. A store without atomic updates must at
+	// least promise that no entry written before Delete began is returned by
+	// a Get that starts after Delete returned.
 	Delete(ctx context.Context, key string) error
 }
 
@@ -92,7 +96,8 @@ const (
 	entryVersion = 1
 )
 
-// EncodeEntry returns the binary form of e. DecodeEntry reverses it.
+// EncodeEntry returns the binary form of e. DecodeEntry reverses it. Equal
+// entries encode to equal bytes (header fields are written in sorted order).
 func EncodeEntry(e *Entry) []byte {
 	return appendEntry(make([]byte, 0, encodedSize(e)), e, true)
 }
@@ -129,7 +134,8 @@ func appendEntry(b []byte, e *Entry, withBody bool) []byte {
 	}
 	b = appendBytes(b, string(e.VaryDigest))
 	b = binary.AppendUvarint(b, uint64(len(e.Header)))
-	for k, vs := range e.Header {
+	for _, k := range slices.Sorted(maps.Keys(e.Header)) {
+		vs := e.Header[k]
 		b = appendBytes(b, k)
 		b = binary.AppendUvarint(b, uint64(len(vs)))
 		for _, v := range vs {
