@@ -43,6 +43,11 @@ func TestEntryEncodingRoundTrip(t *testing.T) {
 	assert.Nil(t, meta.Body)
 	assert.Equal(t, e.Header, meta.Header)
 
+	for i := 0; i < 20; i++ {
+		e.Header.Set("X-Field-"+string(rune('A'+i)), "v")
+	}
+	assert.Equal(t, EncodeEntry(e), EncodeEntry(e), "equal entries encoded differently")
+
 	empty, err := DecodeEntry(EncodeEntry(&Entry{Status: 200}))
 	require.NoError(t, err)
 	assert.Empty(t, empty.Body)
