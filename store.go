@@ -75,7 +75,8 @@ type Store interface {
 type HeaderUpdater interface {
 	// UpdateHeader replaces the metadata of the entry stored under key and
 	// variant with that of e, keeping the stored body; e.Body is ignored.
-	// It returns ErrNotFound when there is no such entry.
+	// It returns ErrNotFound when there is no such entry, or when the stored
+	// one is corrupt (the store should then remove it).
 	UpdateHeader(ctx context.Context, key, variant string, e *Entry) error
 }
 
@@ -171,8 +172,8 @@ func fromUnixNano(n int64) time.Time {
 
 // DecodeEntry parses the binary form made by EncodeEntry or EncodeEntryMeta.
 // Any input either decodes or returns an error wrapping ErrCorruptEntry; it
-// never panics. The returned Body aliases data, so data must not be modified
-// afterwards.
+// never panics. The returned Body and VaryDigest alias data, so data must
+// not be modified afterwards (decode a copy of memory that is not yours).
 func DecodeEntry(data []byte) (*Entry, error) {
 	d := decoder{b: data}
 	if len(data) < len(entryMagic)+1 || string(data[:len(entryMagic)]) != entryMagic {

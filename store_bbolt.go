@@ -36,11 +36,13 @@ var (
 const (
 	defaultBoltMaxBytes    = 1 << 30
 	defaultBoltLockTimeout = time.Second
+	defaultBoltBodyCache   = 64 << 20
 )
 
 type boltConfig struct {
 	maxBytes    int64
 	lockTimeout time.Duration
+	bodyCache   int64
 }
 
 // BoltOption configures OpenBoltStore.
@@ -61,6 +63,14 @@ func WithBoltMaxBytes(n int64) BoltOption {
 // attempt. The default is one second.
 func WithBoltLockTimeout(d time.Duration) BoltOption {
 	return func(c *boltConfig) { c.lockTimeout = d }
+}
+
+// WithBoltBodyCache sets how many bytes of recently read bodies the store
+// keeps in memory, so that serving a revalidated entry again does not copy
+// its body out of the file. n <= 0 turns the cache off. The default is
+// 64 MiB.
+func WithBoltBodyCache(n int64) BoltOption {
+	return func(c *boltConfig) { c.bodyCache = n }
 }
 
 // BoltStore is a Store and HeaderUpdater that keeps entries in a bbolt
@@ -86,6 +96,8 @@ type BoltStore struct {
 	items map[string]*list.Element
 
 	writeTxs atomic.Int64 // committed write transactions
+
+	bodies *bodyCache
 }
 
 // boltItem is the index entry of one stored entry.
@@ -108,7 +120,7 @@ var (
 // store. If the file stays held by another opener for the lock timeout, the
 // error wraps ErrStoreLocked. Records found inconsistent are removed.
 func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
-	cfg := boltConfig{maxBytes: defaultBoltMaxBytes, lockTimeout: defaultBoltLockTimeout}
+	cfg := boltConfig{maxBytes: defaultBoltMaxBytes, lockTimeout: defaultBoltLockTimeout, bodyCache: defaultBoltBodyCache}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -132,7 +144,8 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &BoltStore{db: db, path: path, maxBytes: cfg.maxBytes, lru: list.New(), items: make(map[string]*list.Element)}
+	s := &BoltStore{db: db, path: path, maxBytes: cfg.maxBytes, lru: list.New(), items: make(map[string]*list.Element),
+		bodies: newBodyCache(cfg.bodyCache)}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -154,8 +167,10 @@ func openBolt(path string, timeout time.Duration, readOnly bool) (*bolt.DB, erro
 	return nil, fmt.Errorf("etagcache: open %s: %w", path, err)
 }
 
-// Get implements Store. The entry is copied out of the file, the body once.
-// It writes nothing to the file unless it finds a record to remove.
+// Get implements Store. The entry is copied out of the file; the body is
+// copied once and then served from the body cache (WithBoltBodyCache) for as
+// long as it stays there and is not replaced. Get writes nothing to the file
+// unless it finds a record to remove.
 func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -174,8 +189,14 @@ func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error
 			}
 			// Values are only valid inside the transaction, and decoded
 			// fields may alias their input: decode a copy.
-			if e, corrupt = parseBoltRecord(bytes.Clone(mv), mok, body, bok); corrupt == nil && len(body) > 0 {
+			if e, corrupt = parseBoltRecord(bytes.Clone(mv), mok, body, bok); corrupt != nil || len(body) == 0 {
+				return nil
+			}
+			_, _, id, _ := parseBoltMeta(mv)
+			var ok bool
+			if e.Body, ok = s.bodies.get(rk, id); !ok {
 				e.Body = bytes.Clone(body)
+				s.bodies.add(string(rk), id, e.Body)
 			}
 			return nil
 		})
@@ -204,9 +225,9 @@ func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error
 func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) error {
 	rk := boltRecordKey(key, variant)
 	now := time.Now().UnixNano()
-	mv := appendBoltMeta(now, len(e.Body), EncodeEntryMeta(e))
+	mv := appendBoltMeta(now, len(e.Body), newBodyID(), EncodeEntryMeta(e))
 	it := &boltItem{rk: string(rk), size: boltSize(rk, mv, e.Body), used: now, stored: now}
-	return s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
+	err := s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
 		if it.size > s.maxBytes {
 			return nil, []string{it.rk}, deleteBoltRecord(tx, rk)
 		}
@@ -215,6 +236,10 @@ func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) erro
 		}
 		return it, nil, tx.Bucket(boltBodyBucket).Put(rk, e.Body)
 	})
+	if err == nil {
+		s.bodies.remove(it.rk) // the body it had is gone from the file
+	}
+	return err
 }
 
 // UpdateHeader implements HeaderUpdater: only the metadata record is
@@ -229,7 +254,9 @@ func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *En
 			return nil, removed, err
 		}
 		body, _ := boltGet(tx.Bucket(boltBodyBucket), rk)
-		mv := appendBoltMeta(now, len(body), meta)
+		old, _ := boltGet(tx.Bucket(boltMetaBucket), rk)
+		_, _, id, _ := parseBoltMeta(old)
+		mv := appendBoltMeta(now, len(body), id, meta)
 		it := &boltItem{rk: string(rk), size: boltSize(rk, mv, body), used: now, stored: now}
 		if it.size > s.maxBytes {
 			return nil, []string{it.rk}, deleteBoltRecord(tx, rk)
@@ -363,6 +390,7 @@ func (s *BoltStore) write(ctx context.Context, fn func(*bolt.Tx) (*boltItem, []s
 		return fmt.Errorf("etagcache: bolt store write: %w", err)
 	}
 	s.writeTxs.Add(1)
+	s.bodies.remove(removed...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rk := range removed {
