@@ -14,7 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -697,26 +697,22 @@ func TestCompareWithHTTPCache(t *testing.T) {
 //
 // When a 304 changes a header field (here X-Served, like a rate-limit
 // counter), the transport persists the merged header. Through
-// HeaderUpdater that write can land on a body committed after the entry was
-// read, the race TestCompareTornEntryAfterLateCommit shows step by step; so
-// that variant is a known bug, run only with ETAGCACHE_KNOWN_BUGS=1.
+// HeaderUpdater that write could land on a body committed after the entry
+// was read (the race TestCompareTornEntryAfterLateCommit shows step by
+// step) if stores did not check the validators in the same atomic step.
 func TestCompareConcurrentRevalidation(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		changingHdr bool
-		store       func() etagcache.Store
-		bug         bool
+		store       func(t *testing.T) etagcache.Store
 	}{
-		{"304 moves only Date", false, func() etagcache.Store { return etagcache.NewMemoryStore(0) }, false},
-		{"304 changes a header, Put only", true, func() etagcache.Store { return cmpPutOnly{etagcache.NewMemoryStore(0)} }, false},
-		{"304 changes a header, HeaderUpdater", true, func() etagcache.Store { return etagcache.NewMemoryStore(0) }, true},
+		{"304 moves only Date", false, cmpMemory},
+		{"304 changes a header, Put only", true, func(*testing.T) etagcache.Store { return cmpPutOnly{etagcache.NewMemoryStore(0)} }},
+		{"304 changes a header, HeaderUpdater", true, cmpMemory},
+		{"304 changes a header, bbolt", true, cmpBolt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug && os.Getenv("ETAGCACHE_KNOWN_BUGS") == "" {
-				t.Skip("known bug: a header persisted through HeaderUpdater can land on a newer or older body " +
-					"(see TestCompareTornEntryAfterLateCommit; set ETAGCACHE_KNOWN_BUGS=1 to run)")
-			}
-			cmpConcurrentRevalidation(t, tc.changingHdr, tc.store())
+			cmpConcurrentRevalidation(t, tc.changingHdr, tc.store(t))
 		})
 	}
 }
@@ -799,6 +795,15 @@ func cmpConcurrentRevalidation(t *testing.T, changingHdr bool, store etagcache.S
 	assert.Zero(t, st.StoreErrors)
 }
 
+func cmpMemory(*testing.T) etagcache.Store { return etagcache.NewMemoryStore(0) }
+
+func cmpBolt(t *testing.T) etagcache.Store {
+	s, err := etagcache.OpenBoltStore(filepath.Join(t.TempDir(), "cache.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // cmpPutOnly hides a store's HeaderUpdater, so the transport persists a
 // revalidated header with a full Put.
 type cmpPutOnly struct{ etagcache.Store }
@@ -814,25 +819,20 @@ type cmpPutOnly struct{ etagcache.Store }
 //     the transport persists.
 //  6. D revalidates what is stored now.
 //
-// D must get version 2's body under ETag "v2". With a HeaderUpdater store
-// (MemoryStore) step 5 writes version 2's header over version 1's body, so
-// D's 304 for "v2" serves version 1's body: a stale body under the current
-// ETag, for as long as the resource does not change.
+// D must get version 2's body under ETag "v2". A HeaderUpdater that wrote
+// version 2's header over version 1's body in step 5 would serve version 1's
+// body under the current ETag for as long as the resource does not change;
+// the stores refuse an update whose validators no longer match.
 func TestCompareTornEntryAfterLateCommit(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		store func() etagcache.Store
-		bug   bool
+		store func(t *testing.T) etagcache.Store
 	}{
-		{"HeaderUpdater", func() etagcache.Store { return etagcache.NewMemoryStore(0) }, true},
-		{"PutOnly", func() etagcache.Store { return cmpPutOnly{etagcache.NewMemoryStore(0)} }, false},
+		{"HeaderUpdater", cmpMemory},
+		{"bbolt", cmpBolt},
+		{"PutOnly", func(*testing.T) etagcache.Store { return cmpPutOnly{etagcache.NewMemoryStore(0)} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug && os.Getenv("ETAGCACHE_KNOWN_BUGS") == "" {
-				t.Skip(`known bug: Transport.persist uses HeaderUpdater.UpdateHeader, which keeps whatever body is stored now, ` +
-					`even one committed after the revalidated entry was read; a stale body ends up under the current ETag ` +
-					`(set ETAGCACHE_KNOWN_BUGS=1 to run)`)
-			}
 			arrived, release := make(chan struct{}), make(chan struct{})
 			var served atomic.Int64
 			o := newCmpOrigin(t, func(o *cmpOrigin, w http.ResponseWriter, r *http.Request) {
@@ -848,7 +848,7 @@ func TestCompareTornEntryAfterLateCommit(t *testing.T) {
 			t.Cleanup(doRelease) // before the origin closes, should a step fail
 			base := &http.Transport{}
 			defer base.CloseIdleConnections()
-			c := etagcache.NewTransport(tc.store(), etagcache.WithBase(base)).Client()
+			c := etagcache.NewTransport(tc.store(t), etagcache.WithBase(base)).Client()
 			get := func(kv ...string) (*http.Response, string, error) {
 				resp, err := c.Do(cmpRequest(o.URL, kv...))
 				if err != nil {

@@ -75,9 +75,26 @@ type Store interface {
 type HeaderUpdater interface {
 	// UpdateHeader replaces the metadata of the entry stored under key and
 	// variant with that of e, keeping the stored body; e.Body is ignored.
-	// It returns ErrNotFound when there is no such entry, or when the stored
-	// one is corrupt (the store should then remove it).
+	// The stored entry must still be the representation the 304 confirmed:
+	// the check and the update are one atomic step, and when the stored
+	// entry fails e.SameValidators (another response was stored meanwhile)
+	// nothing is written. It returns ErrNotFound when there is no such
+	// entry, when it has other validators, or when it is corrupt (the store
+	// should then remove it).
 	UpdateHeader(ctx context.Context, key, variant string, e *Entry) error
+}
+
+// SameValidators reports whether e and o carry validators of the same
+// representation: ETag fields that match under the weak comparison of
+// RFC 9110 §8.8.3.2, or, where neither has an ETag, equal Last-Modified
+// fields. A HeaderUpdater uses it so that the header of one response never
+// lands on the body of another.
+func (e *Entry) SameValidators(o *Entry) bool {
+	a, b := e.Header.Get("Etag"), o.Header.Get("Etag")
+	if a != "" || b != "" {
+		return weakMatch(a, b)
+	}
+	return e.Header.Get("Last-Modified") == o.Header.Get("Last-Modified")
 }
 
 // The binary form of an Entry, for stores that keep bytes:

@@ -243,8 +243,9 @@ func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) erro
 }
 
 // UpdateHeader implements HeaderUpdater: only the metadata record is
-// rewritten; the body record is not touched. A stored entry that fails to
-// decode is removed and reported as ErrNotFound.
+// rewritten; the body record is not touched. An entry replaced meanwhile by
+// one with other validators is left alone, and one that fails to decode is
+// removed; both are reported as ErrNotFound.
 func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *Entry) error {
 	rk := boltRecordKey(key, variant)
 	now := time.Now().UnixNano()
@@ -255,6 +256,9 @@ func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *En
 		}
 		body, _ := boltGet(tx.Bucket(boltBodyBucket), rk)
 		old, _ := boltGet(tx.Bucket(boltMetaBucket), rk)
+		if prev, err := DecodeEntry(old[boltMetaPrefix:]); err != nil || !prev.SameValidators(e) {
+			return nil, nil, ErrNotFound // checked whole above, so: another representation
+		}
 		_, _, id, _ := parseBoltMeta(old)
 		mv := appendBoltMeta(now, len(body), id, meta)
 		it := &boltItem{rk: string(rk), size: boltSize(rk, mv, body), used: now, stored: now}

@@ -25,7 +25,7 @@ func TestBoltBodyCacheServesOnlyTheCurrentBody(t *testing.T) {
 	assert.Same(t, &e1.Body[0], &e2.Body[0], "the second Get copied the body again")
 
 	// A header update keeps the body, and the cached copy with it.
-	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"X-Body-Sha256": e1.Header["X-Body-Sha256"]}}))
+	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"X-Body-Sha256": e1.Header["X-Body-Sha256"], "Etag": {`"v1"`}}}))
 	e3, err := s.Get(ctx, "k", "")
 	require.NoError(t, err)
 	assert.Same(t, &e1.Body[0], &e3.Body[0])

@@ -537,3 +537,27 @@ func TestBoltStoreCloseWhileInUse(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 }
+
+// The header of one representation never lands on the body of another: an
+// update whose validators no longer match the stored entry writes nothing.
+func TestBoltUpdateHeaderRefusesAnotherRepresentation(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTestBolt(t)
+	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("version 1"), "Etag", `"v1"`)))
+	writes := s.writeTxs.Load()
+	err := s.UpdateHeader(ctx, "k", "", boltTestEntry(nil, "Etag", `"v2"`, "X-New", "1"))
+	require.ErrorIs(t, err, ErrNotFound)
+	e, err := s.Get(ctx, "k", "")
+	require.NoError(t, err)
+	assert.Equal(t, `"v1"`, e.Header.Get("Etag"))
+	assert.Empty(t, e.Header.Get("X-New"))
+	requireWhole(t, e)
+	assert.Equal(t, writes, s.writeTxs.Load(), "a refused update committed a write")
+
+	// A weak match is the same representation.
+	require.NoError(t, s.UpdateHeader(ctx, "k", "", boltTestEntry([]byte("version 1"), "Etag", `W/"v1"`, "X-New", "1")))
+	e, err = s.Get(ctx, "k", "")
+	require.NoError(t, err)
+	assert.Equal(t, "1", e.Header.Get("X-New"))
+	assert.Equal(t, "version 1", string(e.Body))
+}

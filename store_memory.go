@@ -77,6 +77,8 @@ func (s *MemoryStore) Put(ctx context.Context, key, variant string, e *Entry) er
 }
 
 // UpdateHeader implements HeaderUpdater: the stored body is kept as it is.
+// An entry replaced meanwhile by one with other validators is left alone
+// and reported as ErrNotFound.
 func (s *MemoryStore) UpdateHeader(ctx context.Context, key, variant string, e *Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -88,6 +90,9 @@ func (s *MemoryStore) UpdateHeader(ctx context.Context, key, variant string, e *
 		return ErrNotFound
 	}
 	it := el.Value.(*memItem)
+	if !it.entry.SameValidators(e) {
+		return ErrNotFound
+	}
 	// Entries handed out by Get are immutable, so replace rather than modify.
 	ne := *e
 	ne.Body = it.entry.Body

@@ -35,12 +35,17 @@ func TestMemoryStoreBasics(t *testing.T) {
 	assert.Same(t, &e.Body[0], &got.Body[0], "a hit copied the body")
 
 	// UpdateHeader keeps the body and leaves entries already handed out alone.
-	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"Etag": {`"a2"`}}}))
+	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"Etag": {`W/"a"`}, "X-New": {"1"}}}))
 	upd, err := s.Get(ctx, "k", "")
 	require.NoError(t, err)
-	assert.Equal(t, `"a2"`, upd.Header.Get("Etag"))
+	assert.Equal(t, `W/"a"`, upd.Header.Get("Etag"))
 	assert.Same(t, &e.Body[0], &upd.Body[0])
-	assert.Equal(t, `"a"`, got.Header.Get("Etag"), "an entry returned earlier was modified")
+	assert.Empty(t, got.Header.Get("X-New"), "an entry returned earlier was modified")
+	// The header of another representation never lands on this body.
+	require.ErrorIs(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"Etag": {`"b"`}}}), ErrNotFound)
+	upd, err = s.Get(ctx, "k", "")
+	require.NoError(t, err)
+	assert.Equal(t, `W/"a"`, upd.Header.Get("Etag"))
 	require.ErrorIs(t, s.UpdateHeader(ctx, "nope", "", &Entry{Status: 200}), ErrNotFound)
 
 	require.NoError(t, s.Delete(ctx, "k"))
@@ -97,7 +102,7 @@ func TestMemoryStoreConcurrentUse(t *testing.T) {
 				case 0:
 					assert.NoError(t, s.Put(ctx, key, "", bodyEntry(500+i%7, tag)))
 				case 1:
-					_ = s.UpdateHeader(ctx, key, "", &Entry{Status: 200, Header: http.Header{"Etag": {`"x"`}}})
+					_ = s.UpdateHeader(ctx, key, "", &Entry{Status: 200, Header: http.Header{"Etag": {`"` + tag + `"`}}})
 				case 2:
 					if e, err := s.Get(ctx, key, ""); err == nil {
 						// Every body is whole: its tag repeated.
