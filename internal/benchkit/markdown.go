@@ -1,0 +1,145 @@
+package benchkit
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Target is one of the goals of the comparison, checked against a report.
+type Target struct {
+	Name  string
+	Value float64
+	Limit float64
+	Unit  string // "×" for ratios, "allocs" for allocation counts
+	Met   bool
+}
+
+// Targets checks the goals that the report has results for:
+//
+//   - etagcache-mem at most 1.10× bare-304 in steady 304 state, every size;
+//   - etagcache-bbolt at most 1.25× bare-304 at 1 KiB, 1.5× at 16 MiB;
+//   - etagcache-mem's allocations per revalidation the same at every size
+//     (within 1) and at most bare-304's + 20;
+//   - 8 goroutines × 64 URLs: etagcache-mem at most 1.15× bare-304.
+func (r *Report) Targets() []Target {
+	var ts []Target
+	ratio := func(scenario, impl string, limit float64) {
+		if x, ok := r.Find(scenario, impl); ok && !math.IsNaN(x.XBare) {
+			ts = append(ts, Target{Name: fmt.Sprintf("%s, %s ≤ %.2f× bare-304", scenario, impl, limit), Value: x.XBare, Limit: limit, Unit: "×", Met: x.XBare <= limit})
+		}
+	}
+	for _, n := range Sizes {
+		ratio("304 "+SizeName(n), EtagcacheMem, 1.10)
+	}
+	ratio("304 1KiB", EtagcacheBolt, 1.25)
+	ratio("304 16MiB", EtagcacheBolt, 1.5)
+
+	lo, hi := math.Inf(1), math.Inf(-1)
+	var sizes int
+	for _, n := range Sizes {
+		sc := "304 " + SizeName(n)
+		m, ok1 := r.Find(sc, EtagcacheMem)
+		b, ok2 := r.Find(sc, Bare)
+		if !ok1 {
+			continue
+		}
+		sizes++
+		lo, hi = min(lo, m.AllocsPerOp), max(hi, m.AllocsPerOp)
+		if ok2 {
+			extra := m.AllocsPerOp - b.AllocsPerOp
+			ts = append(ts, Target{Name: fmt.Sprintf("%s, %s allocs/request ≤ bare-304's + 20", sc, EtagcacheMem), Value: extra, Limit: 20, Unit: "allocs more", Met: extra <= 20})
+		}
+	}
+	if sizes > 1 {
+		ts = append(ts, Target{Name: fmt.Sprintf("%s allocs/request independent of body size (spread over %d sizes ≤ 1)", EtagcacheMem, sizes), Value: hi - lo, Limit: 1, Unit: "allocs spread", Met: hi-lo <= 1})
+	}
+	for _, sc := range r.Config.Scenarios {
+		if sc.Workers > 1 {
+			ratio(sc.Name, EtagcacheMem, 1.15)
+		}
+	}
+	return ts
+}
+
+// Markdown renders the report: the table, its footnotes and the targets.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# etagcache vs gregjones/httpcache: revalidation benchmark\n\n")
+	fmt.Fprintf(&b, "%s, %s/%s, GOMAXPROCS=%d (%d CPUs); %d interleaved rounds, ~%v per batch; run took %v.\n\n",
+		r.GoVersion, r.GOOS, r.GOARCH, r.GOMAXPROCS, r.NumCPU, r.Config.Rounds, batchDesc(r.Config), r.Duration.Round(100*time.Millisecond))
+	b.WriteString("| scenario | implementation | ns/request | allocs/request | bytes/request (allocated) | ratio to bare-304 | ratio to httpcache-mem | rounds: min–max ns/request (requests/batch) |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, x := range r.Results {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s–%s (%d) |\n",
+			x.Scenario.Name, x.Impl, group(x.NsPerOp), strconv.FormatFloat(x.AllocsPerOp, 'f', 1, 64), group(x.BytesPerOp),
+			times(x.XBare), times(x.XHTTPCacheMem), group(x.MinNs), group(x.MaxNs), x.Rounds[0].N)
+	}
+	b.WriteString(Footnotes)
+	if ts := r.Targets(); len(ts) > 0 {
+		b.WriteString("\n## Targets (steady 304 state, this run)\n\n| target | measured | |\n|---|--:|---|\n")
+		for _, t := range ts {
+			verdict := "met"
+			if !t.Met {
+				verdict = "**missed**"
+			}
+			v := strconv.FormatFloat(t.Value, 'f', 2, 64)
+			if t.Unit == "×" {
+				v += "×"
+			} else {
+				v += " " + t.Unit
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Name, v, verdict)
+		}
+	}
+	return b.String()
+}
+
+func batchDesc(c Config) string {
+	if c.Fixed > 0 {
+		return fmt.Sprintf("%d requests (per worker)", c.Fixed)
+	}
+	return c.BatchTime.String()
+}
+
+// Footnotes explain how the table was measured.
+const Footnotes = `
+- All implementations talk to one local origin (httptest, loopback) that sends a strong ETag and ` + "`Cache-Control: no-cache`" + ` (so httpcache revalidates every time) and answers a matching If-None-Match with an empty 304. Each implementation has its own http.Transport (MaxIdleConnsPerHost 16), so connection reuse is the same for all.
+- **bare-304** is the floor: a plain http.Transport whose caller sends If-None-Match itself and gets the empty 304. For fairness its caller then "serves" the body it already holds, reading it out of a bytes.Reader, as a caller of a cache reads the 200's body. In the miss rows bare-304 is a plain GET without a cache.
+- **304** rows: the entry is stored and revalidated once before measuring; every measured request is a revalidation answered 304 (checked against the origin's counters after every batch). **miss** rows: every request is the first fetch of a fresh URL, into a cache emptied (untimed) before each batch; the body is read to EOF, so the caches store it within the measured time.
+- Every request checks status, ETag, length and every byte of the body (bytes.Equal against the origin's) after reading it into a reused buffer. That costs the same for every implementation, and is part of each ns/request, also bare-304's.
+- Rounds are interleaved: in each round every implementation runs one batch (batch sizes calibrated per implementation to the batch time), in an order rotated each round, so that drift of the shared machine hits all alike. ns/request is the median over rounds; the ratios are the medians over rounds of the ratio of two batches of the same round.
+- allocs/request and bytes/request are runtime.MemStats deltas (Mallocs, TotalAlloc) around each batch, divided by its requests, over all rounds. They count the whole process, so they include the in-process origin's allocations for the request (the same for every implementation) as well as the client's.
+- etagcache-bbolt: OpenBoltStore in a temporary folder; httpcache-disk: diskcache.New in a temporary folder; etagcache-httpcache-adapter: httpcachestore.New(httpcache.NewMemoryCache()).
+`
+
+func times(x float64) string {
+	if math.IsNaN(x) {
+		return "–"
+	}
+	return strconv.FormatFloat(x, 'f', 2, 64) + "×"
+}
+
+// group writes a number rounded to an integer, with commas between groups
+// of three digits: 1234567 → 1,234,567.
+func group(x float64) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "–"
+	}
+	s := strconv.FormatInt(int64(math.Round(x)), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
