@@ -4,7 +4,7 @@
 //
 //	go run ./examples/bench                 # the full run (about two minutes)
 //	go run ./examples/bench -quick          # a smoke test: one round of one request per batch
-//	go run ./examples/bench -rounds 9 -o bench.md
+//	go run ./examples/bench -rounds 9 -o bench.md -svg bench.svg
 //
 // The implementations:
 //
@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	batch := fs.Duration("batch", 30*time.Millisecond, "target duration of one batch of one implementation")
 	quick := fs.Bool("quick", false, "tiny run for a smoke test: one round, one request per batch, no calibration")
 	out := fs.String("o", "", "also write the Markdown to this file")
+	svg := fs.String("svg", "", "also draw the ratios to bare-304 as an SVG chart in this file")
 	only := fs.String("run", "", "only the scenarios whose name matches this regular expression")
 	impls := fs.String("impls", "", "only these implementations, comma-separated (ratios need bare-304 and httpcache-mem)")
 	verbose := fs.Bool("v", true, "progress on standard error")
@@ -135,6 +136,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	if *svg != "" {
+		if err := os.WriteFile(*svg, []byte(rep.SVG()), 0o644); err != nil {
 			return err
 		}
 	}

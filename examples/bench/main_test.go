@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +15,8 @@ import (
 func TestRunWritesTable(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bench.md")
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"-quick", "-run", "^304 1KiB$", "-o", out}, &stdout, &stderr)
+	svg := filepath.Join(t.TempDir(), "bench.svg")
+	err := run(context.Background(), []string{"-quick", "-run", "^304 1KiB$", "-o", out, "-svg", svg}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
@@ -33,6 +36,28 @@ func TestRunWritesTable(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("output lacks %q:\n%s", want, md)
 		}
+	}
+	chart, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Well-formed XML, one bar per implementation but bare-304.
+	d := xml.NewDecoder(bytes.NewReader(chart))
+	bars := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("chart is not well-formed: %v", err)
+		}
+		if el, ok := tok.(xml.StartElement); ok && el.Name.Local == "title" {
+			bars++
+		}
+	}
+	if bars != 5 {
+		t.Errorf("chart has %d bars, want 5", bars)
 	}
 	if strings.Contains(md, "64KiB") {
 		t.Errorf("-run did not filter the scenarios:\n%s", md)

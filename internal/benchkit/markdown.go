@@ -13,22 +13,31 @@ type Target struct {
 	Name  string
 	Value float64
 	Limit float64
-	Unit  string // "×" for ratios, "allocs" for allocation counts
+	Unit  string // "×" for ratios, else what Value counts
 	Met   bool
+	// Best is, for a ratio, the ratio of the fastest rounds of the two
+	// implementations (noise only ever slows a batch down); NaN otherwise.
+	Best float64
 }
 
 // Targets checks the goals that the report has results for:
 //
 //   - etagcache-mem at most 1.10× bare-304 in steady 304 state, every size;
 //   - etagcache-bbolt at most 1.25× bare-304 at 1 KiB, 1.5× at 16 MiB;
-//   - etagcache-mem's allocations per revalidation the same at every size
-//     (within 1) and at most bare-304's + 20;
+//   - etagcache-mem's allocations per revalidation at most bare-304's + 20
+//     at every size, and that excess the same at every size (within 1). The
+//     excess, not the count itself: a batch also has a few allocations of
+//     its own (runtime, timers), which weigh more per request in the big
+//     bodies' short batches, for bare-304 as for the others.
 //   - 8 goroutines × 64 URLs: etagcache-mem at most 1.15× bare-304.
 func (r *Report) Targets() []Target {
 	var ts []Target
 	ratio := func(scenario, impl string, limit float64) {
-		if x, ok := r.Find(scenario, impl); ok && !math.IsNaN(x.XBare) {
-			ts = append(ts, Target{Name: fmt.Sprintf("%s, %s ≤ %.2f× bare-304", scenario, impl, limit), Value: x.XBare, Limit: limit, Unit: "×", Met: x.XBare <= limit})
+		x, ok1 := r.Find(scenario, impl)
+		b, ok2 := r.Find(scenario, Bare)
+		if ok1 && ok2 {
+			ts = append(ts, Target{Name: fmt.Sprintf("%s, %s ≤ %.2f× bare-304", scenario, impl, limit), Value: x.XBare, Limit: limit, Unit: "×",
+				Met: x.XBare <= limit, Best: x.MinNs / b.MinNs})
 		}
 	}
 	for _, n := range Sizes {
@@ -46,15 +55,15 @@ func (r *Report) Targets() []Target {
 		if !ok1 {
 			continue
 		}
-		sizes++
-		lo, hi = min(lo, m.AllocsPerOp), max(hi, m.AllocsPerOp)
 		if ok2 {
 			extra := m.AllocsPerOp - b.AllocsPerOp
-			ts = append(ts, Target{Name: fmt.Sprintf("%s, %s allocs/request ≤ bare-304's + 20", sc, EtagcacheMem), Value: extra, Limit: 20, Unit: "allocs more", Met: extra <= 20})
+			sizes++
+			lo, hi = min(lo, extra), max(hi, extra)
+			ts = append(ts, Target{Name: fmt.Sprintf("%s, %s allocs/request ≤ bare-304's + 20", sc, EtagcacheMem), Value: extra, Limit: 20, Unit: "allocs more", Met: extra <= 20, Best: math.NaN()})
 		}
 	}
 	if sizes > 1 {
-		ts = append(ts, Target{Name: fmt.Sprintf("%s allocs/request independent of body size (spread over %d sizes ≤ 1)", EtagcacheMem, sizes), Value: hi - lo, Limit: 1, Unit: "allocs spread", Met: hi-lo <= 1})
+		ts = append(ts, Target{Name: fmt.Sprintf("%s allocs/request over bare-304's independent of body size (spread over %d sizes ≤ 1)", EtagcacheMem, sizes), Value: hi - lo, Limit: 1, Unit: "allocs spread", Met: hi-lo <= 1, Best: math.NaN()})
 	}
 	for _, sc := range r.Config.Scenarios {
 		if sc.Workers > 1 {
@@ -79,7 +88,9 @@ func (r *Report) Markdown() string {
 	}
 	b.WriteString(Footnotes)
 	if ts := r.Targets(); len(ts) > 0 {
-		b.WriteString("\n## Targets (steady 304 state, this run)\n\n| target | measured | |\n|---|--:|---|\n")
+		b.WriteString("\n## Targets (steady 304 state, this run)\n\n" +
+			"Ratios are medians of per-round ratios, as in the table; the last column is the ratio of the two implementations' fastest rounds.\n\n" +
+			"| target | measured | | fastest rounds |\n|---|--:|---|--:|\n")
 		for _, t := range ts {
 			verdict := "met"
 			if !t.Met {
@@ -91,7 +102,7 @@ func (r *Report) Markdown() string {
 			} else {
 				v += " " + t.Unit
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Name, v, verdict)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.Name, v, verdict, times(t.Best))
 		}
 	}
 	return b.String()
@@ -111,7 +122,7 @@ const Footnotes = `
 - **304** rows: the entry is stored and revalidated once before measuring; every measured request is a revalidation answered 304 (checked against the origin's counters after every batch). **miss** rows: every request is the first fetch of a fresh URL, into a cache emptied (untimed) before each batch; the body is read to EOF, so the caches store it within the measured time.
 - Every request checks status, ETag, length and every byte of the body (bytes.Equal against the origin's) after reading it into a reused buffer. That costs the same for every implementation, and is part of each ns/request, also bare-304's.
 - Rounds are interleaved: in each round every implementation runs one batch (batch sizes calibrated per implementation to the batch time), in an order rotated each round, so that drift of the shared machine hits all alike. ns/request is the median over rounds; the ratios are the medians over rounds of the ratio of two batches of the same round.
-- allocs/request and bytes/request are runtime.MemStats deltas (Mallocs, TotalAlloc) around each batch, divided by its requests, over all rounds. They count the whole process, so they include the in-process origin's allocations for the request (the same for every implementation) as well as the client's.
+- allocs/request and bytes/request are runtime.MemStats deltas (Mallocs, TotalAlloc) around each batch, divided by its requests, over all rounds. They count the whole process, so they include the in-process origin's allocations for the request (the same for every implementation) as well as the client's, and a few per batch (runtime, timers) that weigh more in the short batches of big bodies: compare implementations within a scenario.
 - etagcache-bbolt: OpenBoltStore in a temporary folder; httpcache-disk: diskcache.New in a temporary folder; etagcache-httpcache-adapter: httpcachestore.New(httpcache.NewMemoryCache()).
 `
 
