@@ -36,13 +36,13 @@ var (
 const (
 	defaultBoltMaxBytes    = 1 << 30
 	defaultBoltLockTimeout = time.Second
-	defaultBoltBodyCache   = 64 << 20
+	defaultBoltCache       = 64 << 20
 )
 
 type boltConfig struct {
 	maxBytes    int64
 	lockTimeout time.Duration
-	bodyCache   int64
+	cache       int64
 }
 
 // BoltOption configures OpenBoltStore.
@@ -65,12 +65,13 @@ func WithBoltLockTimeout(d time.Duration) BoltOption {
 	return func(c *boltConfig) { c.lockTimeout = d }
 }
 
-// WithBoltBodyCache sets how many bytes of recently read bodies the store
-// keeps in memory, so that serving a revalidated entry again does not copy
-// its body out of the file. n <= 0 turns the cache off. The default is
+// WithBoltCache sets how many bytes of recently used entries the store keeps
+// decoded in memory, so that serving one again needs neither a read of the
+// file nor a copy of its body. The cache is kept up to date by every write
+// and never disagrees with the file. n <= 0 turns it off. The default is
 // 64 MiB.
-func WithBoltBodyCache(n int64) BoltOption {
-	return func(c *boltConfig) { c.bodyCache = n }
+func WithBoltCache(n int64) BoltOption {
+	return func(c *boltConfig) { c.cache = n }
 }
 
 // BoltStore is a Store and HeaderUpdater that keeps entries in a bbolt
@@ -97,7 +98,7 @@ type BoltStore struct {
 
 	writeTxs atomic.Int64 // committed write transactions
 
-	bodies *bodyCache
+	cache *entryCache
 }
 
 // boltItem is the index entry of one stored entry.
@@ -105,6 +106,11 @@ type boltItem struct {
 	rk           string // record key
 	size         int64
 	used, stored int64 // last use, in memory and as recorded in the file (Unix ns)
+
+	// What a write stored, for the entry cache: the entry, or with
+	// headerOnly its new metadata.
+	entry      *Entry
+	headerOnly bool
 }
 
 var (
@@ -120,7 +126,7 @@ var (
 // store. If the file stays held by another opener for the lock timeout, the
 // error wraps ErrStoreLocked. Records found inconsistent are removed.
 func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
-	cfg := boltConfig{maxBytes: defaultBoltMaxBytes, lockTimeout: defaultBoltLockTimeout, bodyCache: defaultBoltBodyCache}
+	cfg := boltConfig{maxBytes: defaultBoltMaxBytes, lockTimeout: defaultBoltLockTimeout, cache: defaultBoltCache}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -145,7 +151,7 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 		return nil, err
 	}
 	s := &BoltStore{db: db, path: path, maxBytes: cfg.maxBytes, lru: list.New(), items: make(map[string]*list.Element),
-		bodies: newBodyCache(cfg.bodyCache)}
+		cache: newEntryCache(cfg.cache)}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -167,10 +173,10 @@ func openBolt(path string, timeout time.Duration, readOnly bool) (*bolt.DB, erro
 	return nil, fmt.Errorf("etagcache: open %s: %w", path, err)
 }
 
-// Get implements Store. The entry is copied out of the file; the body is
-// copied once and then served from the body cache (WithBoltBodyCache) for as
-// long as it stays there and is not replaced. Get writes nothing to the file
-// unless it finds a record to remove.
+// Get implements Store. An entry in the memory cache (WithBoltCache) is
+// served from there; otherwise it is copied out of the file, body included,
+// and cached. Get writes nothing to the file unless it finds a record to
+// remove.
 func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -181,25 +187,27 @@ func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error
 	s.closeMu.RLock()
 	err := ErrStoreClosed
 	if !s.closed {
-		err = s.db.View(func(tx *bolt.Tx) error {
-			mv, mok := boltGet(tx.Bucket(boltMetaBucket), rk)
-			body, bok := boltGet(tx.Bucket(boltBodyBucket), rk)
-			if !mok && !bok {
-				return ErrNotFound
-			}
-			// Values are only valid inside the transaction, and decoded
-			// fields may alias their input: decode a copy.
-			if e, corrupt = parseBoltRecord(bytes.Clone(mv), mok, body, bok); corrupt != nil || len(body) == 0 {
+		var seq uint64
+		if e, seq = s.cache.get(rk); e == nil {
+			err = s.db.View(func(tx *bolt.Tx) error {
+				mv, mok := boltGet(tx.Bucket(boltMetaBucket), rk)
+				body, bok := boltGet(tx.Bucket(boltBodyBucket), rk)
+				if !mok && !bok {
+					return ErrNotFound
+				}
+				// Values are only valid inside the transaction, and decoded
+				// fields may alias their input: decode a copy.
+				if e, corrupt = parseBoltRecord(bytes.Clone(mv), mok, body, bok); corrupt == nil && len(body) > 0 {
+					e.Body = bytes.Clone(body)
+				}
 				return nil
+			})
+			if err == nil && corrupt == nil {
+				s.cache.fill(string(rk), e, seq)
 			}
-			_, _, id, _ := parseBoltMeta(mv)
-			var ok bool
-			if e.Body, ok = s.bodies.get(rk, id); !ok {
-				e.Body = bytes.Clone(body)
-				s.bodies.add(string(rk), id, e.Body)
-			}
-			return nil
-		})
+		} else {
+			err = nil
+		}
 	}
 	s.closeMu.RUnlock()
 	if err != nil {
@@ -225,8 +233,8 @@ func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error
 func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) error {
 	rk := boltRecordKey(key, variant)
 	now := time.Now().UnixNano()
-	mv := appendBoltMeta(now, len(e.Body), newBodyID(), EncodeEntryMeta(e))
-	it := &boltItem{rk: string(rk), size: boltSize(rk, mv, e.Body), used: now, stored: now}
+	mv := appendBoltMeta(now, len(e.Body), EncodeEntryMeta(e))
+	it := &boltItem{rk: string(rk), size: boltSize(rk, mv, e.Body), used: now, stored: now, entry: e}
 	err := s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
 		if it.size > s.maxBytes {
 			return nil, []string{it.rk}, deleteBoltRecord(tx, rk)
@@ -236,9 +244,6 @@ func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) erro
 		}
 		return it, nil, tx.Bucket(boltBodyBucket).Put(rk, e.Body)
 	})
-	if err == nil {
-		s.bodies.remove(it.rk) // the body it had is gone from the file
-	}
 	return err
 }
 
@@ -259,9 +264,8 @@ func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *En
 		if prev, err := DecodeEntry(old[boltMetaPrefix:]); err != nil || !prev.SameValidators(e) {
 			return nil, nil, ErrNotFound // checked whole above, so: another representation
 		}
-		_, _, id, _ := parseBoltMeta(old)
-		mv := appendBoltMeta(now, len(body), id, meta)
-		it := &boltItem{rk: string(rk), size: boltSize(rk, mv, body), used: now, stored: now}
+		mv := appendBoltMeta(now, len(body), meta)
+		it := &boltItem{rk: string(rk), size: boltSize(rk, mv, body), used: now, stored: now, entry: e, headerOnly: true}
 		if it.size > s.maxBytes {
 			return nil, []string{it.rk}, deleteBoltRecord(tx, rk)
 		}
@@ -394,7 +398,7 @@ func (s *BoltStore) write(ctx context.Context, fn func(*bolt.Tx) (*boltItem, []s
 		return fmt.Errorf("etagcache: bolt store write: %w", err)
 	}
 	s.writeTxs.Add(1)
-	s.bodies.remove(removed...)
+	s.cache.committed(removed, set)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rk := range removed {

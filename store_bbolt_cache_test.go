@@ -10,56 +10,72 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// A body read once is served from memory afterwards, never a body that was
-// replaced since, even one of the same length.
-func TestBoltBodyCacheServesOnlyTheCurrentBody(t *testing.T) {
+// Entries are served from memory after a write or a first read, never one
+// that was replaced since, even by a body of the same length.
+func TestBoltCacheServesOnlyTheCurrentEntry(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTestBolt(t)
+	s, path := openTestBolt(t)
 	first := bytes.Repeat([]byte("a"), 1<<20)
 	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry(first)))
 
 	e1, err := s.Get(ctx, "k", "")
 	require.NoError(t, err)
-	e2, err := s.Get(ctx, "k", "")
-	require.NoError(t, err)
-	assert.Same(t, &e1.Body[0], &e2.Body[0], "the second Get copied the body again")
+	assert.Same(t, &first[0], &e1.Body[0], "a Get after Put copied the body out of the file")
 
 	// A header update keeps the body, and the cached copy with it.
-	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"X-Body-Sha256": e1.Header["X-Body-Sha256"], "Etag": {`"v1"`}}}))
-	e3, err := s.Get(ctx, "k", "")
+	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"X-Body-Sha256": e1.Header["X-Body-Sha256"], "Etag": {`"v1"`}, "X-New": {"1"}}}))
+	e2, err := s.Get(ctx, "k", "")
 	require.NoError(t, err)
-	assert.Same(t, &e1.Body[0], &e3.Body[0])
-	requireWhole(t, e3)
+	assert.Same(t, &first[0], &e2.Body[0])
+	assert.Equal(t, "1", e2.Header.Get("X-New"))
+	assert.Empty(t, e1.Header.Get("X-New"), "an entry handed out earlier changed")
+	requireWhole(t, e2)
 
 	second := bytes.Repeat([]byte("b"), 1<<20)
 	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry(second)))
-	e4, err := s.Get(ctx, "k", "")
+	e3, err := s.Get(ctx, "k", "")
 	require.NoError(t, err)
-	requireWhole(t, e4)
-	assert.Equal(t, second, e4.Body)
+	requireWhole(t, e3)
+	assert.Equal(t, second, e3.Body)
 	assert.Equal(t, first, e1.Body, "an entry handed out earlier changed")
 
 	require.NoError(t, s.Delete(ctx, "k"))
 	_, err = s.Get(ctx, "k", "")
 	require.ErrorIs(t, err, ErrNotFound)
-	assert.Zero(t, s.bodies.size, "a deleted body stayed in memory")
+	assert.Zero(t, s.cache.size, "a deleted entry stayed in memory")
+
+	// After a restart the first Get reads the file, the next ones memory.
+	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry(second)))
+	require.NoError(t, s.Close())
+	s2, err := OpenBoltStore(path)
+	require.NoError(t, err)
+	defer s2.Close()
+	r1, err := s2.Get(ctx, "k", "")
+	require.NoError(t, err)
+	assert.NotSame(t, &second[0], &r1.Body[0])
+	requireWhole(t, r1)
+	r2, err := s2.Get(ctx, "k", "")
+	require.NoError(t, err)
+	assert.Same(t, &r1.Body[0], &r2.Body[0], "the second Get copied the body again")
 }
 
-func TestBoltBodyCacheBoundAndOff(t *testing.T) {
+func TestBoltCacheBoundAndOff(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTestBolt(t, WithBoltBodyCache(3<<10))
-	for _, k := range []string{"a", "b", "c", "d"} {
+	s, _ := openTestBolt(t, WithBoltCache(4<<10))
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
 		require.NoError(t, s.Put(ctx, k, "", boltTestEntry(bytes.Repeat([]byte(k), 1<<10))))
 		_, err := s.Get(ctx, k, "")
 		require.NoError(t, err)
 	}
-	assert.LessOrEqual(t, s.bodies.size, int64(3<<10))
+	assert.LessOrEqual(t, s.cache.size, int64(4<<10))
+	assert.Less(t, s.cache.lru.Len(), 5)
 
-	off, _ := openTestBolt(t, WithBoltBodyCache(0))
+	off, _ := openTestBolt(t, WithBoltCache(0))
 	require.NoError(t, off.Put(ctx, "k", "", boltTestEntry([]byte("body"))))
 	e1, err := off.Get(ctx, "k", "")
 	require.NoError(t, err)
 	e2, err := off.Get(ctx, "k", "")
 	require.NoError(t, err)
 	assert.NotSame(t, &e1.Body[0], &e2.Body[0])
+	requireWhole(t, e2)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -16,14 +15,12 @@ import (
 // The layout of a BoltStore file, schema version 1:
 //
 //	bucket "etagcache": "version" → uint64 big-endian (the schema marker)
-//	bucket "meta":      record key → last use | body length | body id | EncodeEntryMeta
+//	bucket "meta":      record key → last use | body length | EncodeEntryMeta
 //	bucket "body":      record key → body
 //
 // A record key is SHA-256(key) | 0x00 | SHA-256(variant), 65 bytes whatever
 // the length of key and variant, so all variants of a key share a prefix.
-// Last use is int64 Unix nanoseconds, body length and body id uint64, all
-// big-endian. The body id is random, new with every body written, and tells
-// a cached body from a rewritten one.
+// Last use is int64 Unix nanoseconds and body length uint64, big-endian.
 // Any change to this layout must change boltSchemaVersion.
 var (
 	boltSchemaBucket = []byte("etagcache")
@@ -34,7 +31,7 @@ var (
 
 const (
 	boltSchemaVersion = 1
-	boltMetaPrefix    = 24
+	boltMetaPrefix    = 16
 )
 
 // checkBoltSchema reports whether the database is empty (and may be made a
@@ -85,7 +82,7 @@ func (s *BoltStore) load() error {
 		}
 		c := mb.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			used, blen, _, ok := parseBoltMeta(v)
+			used, blen, ok := parseBoltMeta(v)
 			if body, found := boltGet(bb, k); ok && found && uint64(len(body)) == blen {
 				items = append(items, &boltItem{rk: string(k), size: boltSize(k, v, body), used: used, stored: used})
 			} else {
@@ -156,33 +153,25 @@ func deleteBoltRecord(tx *bolt.Tx, rk []byte) error {
 	return tx.Bucket(boltBodyBucket).Delete(rk)
 }
 
-func appendBoltMeta(used int64, bodyLen int, bodyID uint64, meta []byte) []byte {
+func appendBoltMeta(used int64, bodyLen int, meta []byte) []byte {
 	b := make([]byte, 0, boltMetaPrefix+len(meta))
 	b = binary.BigEndian.AppendUint64(b, uint64(used))
 	b = binary.BigEndian.AppendUint64(b, uint64(bodyLen))
-	b = binary.BigEndian.AppendUint64(b, bodyID)
 	return append(b, meta...)
 }
 
-func parseBoltMeta(v []byte) (used int64, bodyLen, bodyID uint64, ok bool) {
+func parseBoltMeta(v []byte) (used int64, bodyLen uint64, ok bool) {
 	if len(v) < boltMetaPrefix {
-		return 0, 0, 0, false
+		return 0, 0, false
 	}
-	return int64(binary.BigEndian.Uint64(v)), binary.BigEndian.Uint64(v[8:]), binary.BigEndian.Uint64(v[16:]), true
-}
-
-// newBodyID returns a random id for a body about to be written.
-func newBodyID() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails on supported platforms
-	return binary.BigEndian.Uint64(b[:])
+	return int64(binary.BigEndian.Uint64(v)), binary.BigEndian.Uint64(v[8:]), true
 }
 
 // parseBoltRecord decodes a meta record (mok: it exists) and checks it
 // against its body record (bok: it exists). The entry has no body and may
 // alias mv.
 func parseBoltRecord(mv []byte, mok bool, body []byte, bok bool) (*Entry, error) {
-	_, blen, _, ok := parseBoltMeta(mv)
+	_, blen, ok := parseBoltMeta(mv)
 	if !mok || !bok || !ok || blen != uint64(len(body)) {
 		return nil, fmt.Errorf("%w: meta and body records do not match", ErrCorruptEntry)
 	}

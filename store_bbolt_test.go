@@ -261,13 +261,13 @@ func TestBoltStoreCorruptRecordsAreMissesAndRemoved(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	body := []byte("hello")
-	good := appendBoltMeta(1, len(body), 7, EncodeEntryMeta(boltTestEntry(nil)))
-	badMeta := appendBoltMeta(1, len(body), 7, []byte("ETC\x01garbage"))
+	good := appendBoltMeta(1, len(body), EncodeEntryMeta(boltTestEntry(nil)))
+	badMeta := appendBoltMeta(1, len(body), []byte("ETC\x01garbage"))
 	putRaw(t, path, "undecodable", "", badMeta, body)             // found by Get
 	putRaw(t, path, "short", "", []byte("short"), body)           // found on opening
 	putRaw(t, path, "length", "", good, []byte("hello, world"))   // body length differs
 	putRaw(t, path, "newer", "", append([]byte{}, good...), body) // patched below
-	putRaw(t, path, "withbody", "", appendBoltMeta(1, 2, 7, EncodeEntry(boltTestEntry([]byte("xy")))), []byte("xy"))
+	putRaw(t, path, "withbody", "", appendBoltMeta(1, 2, EncodeEntry(boltTestEntry([]byte("xy")))), []byte("xy"))
 	writeBoltFile(t, path, func(tx *bolt.Tx) error { // entry version 2, and an orphan body
 		v := bytes.Clone(tx.Bucket(boltMetaBucket).Get(boltRecordKey("newer", "")))
 		v[boltMetaPrefix+3] = 2
