@@ -2,6 +2,7 @@ package etagcache
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -55,54 +56,57 @@ func storedHeader(h http.Header) http.Header {
 
 // mergeHeader applies a 304's header to a stored one (RFC 9111 §3.2): every
 // field of the 304 replaces or adds, except hop-by-hop fields, Set-Cookie and
-// the fields in notFrom304. The result shares nothing with either input.
-func mergeHeader(stored, notModified http.Header) http.Header {
-	out := stored.Clone()
-	if out == nil {
-		out = make(http.Header, len(notModified))
+// the fields in notFrom304. The result shares nothing with stored; it does
+// share value slices with notModified, which belongs to a 304 that is
+// discarded. Room is made for extra more fields.
+func mergeHeader(stored, notModified http.Header, extra int) http.Header {
+	n := 0
+	for _, vs := range stored {
+		n += len(vs)
+	}
+	values := make([]string, n) // one array behind all the stored values
+	out := make(http.Header, len(stored)+len(notModified)+extra)
+	for k, vs := range stored {
+		m := copy(values, vs)
+		out[k] = values[:m:m]
+		values = values[m:]
 	}
 	for k, vs := range notModified {
-		if connectionNamed(notModified, k) || contains(notFrom304, k) || k == "Set-Cookie" || k == "Set-Cookie2" {
-			continue
+		if mergeable(notModified, k) {
+			out[k] = vs
 		}
-		out[k] = append([]string(nil), vs...)
 	}
 	return out
 }
 
-// onlyDateMoved reports whether a and b differ at most in Date and Age,
-// the fields every 304 changes. Such a revalidation is not persisted.
-func onlyDateMoved(a, b http.Header) bool {
-	same := func(x, y http.Header) bool {
-		for k, xs := range x {
-			if k == "Date" || k == "Age" {
-				continue
-			}
-			ys, ok := y[k]
-			if !ok || len(xs) != len(ys) {
-				return false
-			}
-			for i := range xs {
-				if xs[i] != ys[i] {
-					return false
-				}
-			}
+func mergeable(notModified http.Header, k string) bool {
+	return !connectionNamed(notModified, k) && !contains(notFrom304, k) && k != "Set-Cookie" && k != "Set-Cookie2"
+}
+
+// onlyDateMoved reports whether merging notModified into stored changes
+// nothing but Date and Age, the fields every 304 moves. Such a revalidation
+// is not persisted.
+func onlyDateMoved(stored, notModified http.Header) bool {
+	for k, vs := range notModified {
+		if k == "Date" || k == "Age" || !mergeable(notModified, k) {
+			continue
 		}
-		return true
+		if !slices.Equal(stored[k], vs) {
+			return false
+		}
 	}
-	return same(a, b) && same(b, a)
+	return true
 }
 
 // hasDirective reports whether the Cache-Control fields of h carry the
 // directive name (case-insensitive, with or without an argument).
 func hasDirective(h http.Header, name string) bool {
-	for _, line := range h.Values("Cache-Control") {
-		for _, d := range strings.Split(line, ",") {
-			d = strings.TrimSpace(d)
-			if i := strings.IndexByte(d, '='); i >= 0 {
-				d = strings.TrimSpace(d[:i])
-			}
-			if strings.EqualFold(d, name) {
+	for _, line := range h["Cache-Control"] {
+		for line != "" {
+			var d string
+			d, line, _ = strings.Cut(line, ",")
+			d, _, _ = strings.Cut(d, "=")
+			if strings.EqualFold(strings.TrimSpace(d), name) {
 				return true
 			}
 		}

@@ -218,19 +218,21 @@ func (t *Transport) get(req *http.Request) (*http.Response, error) {
 		return t.fetch(req, l, "fwd="+l.fwd, false)
 	}
 
-	// A shallow copy with its own header: the base transport reads but never
-	// modifies the rest, and the caller's request stays as it was.
+	// A shallow copy with a header map of its own: the base transport reads
+	// but never modifies the rest, and the caller's request stays as it was.
 	cond := new(http.Request)
 	*cond = *req
-	cond.Header = req.Header.Clone()
-	if cond.Header == nil {
-		cond.Header = make(http.Header, 2)
+	cond.Header = make(http.Header, len(req.Header)+2)
+	for k, vs := range req.Header {
+		cond.Header[k] = vs
 	}
-	if etag := l.entry.Header.Get("Etag"); etag != "" {
-		cond.Header.Set("If-None-Match", etag)
+	etag, lm := l.entry.Header.Get("Etag"), validLastModified(l.entry.Header)
+	vs := []string{etag, lm} // one allocation for both fields
+	if etag != "" {
+		cond.Header["If-None-Match"] = vs[0:1:1]
 	}
-	if lm := validLastModified(l.entry.Header); lm != "" {
-		cond.Header.Set("If-Modified-Since", lm)
+	if lm != "" {
+		cond.Header["If-Modified-Since"] = vs[1:2:2]
 	}
 	sent := time.Now()
 	resp, err := t.base.RoundTrip(cond)
@@ -336,19 +338,21 @@ func (t *Transport) storable(resp *http.Response) ([]string, bool) {
 func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, sent time.Time) *http.Response {
 	ctx := req.Context()
 	old := l.entry
-	merged := mergeHeader(old.Header, nm.Header)
+	merged := mergeHeader(old.Header, nm.Header, 3)
 	switch {
 	case hasDirective(merged, "no-store"):
 		t.storeDelete(ctx, l.key)
-	case !onlyDateMoved(old.Header, merged):
+	case !onlyDateMoved(old.Header, nm.Header):
 		t.persist(ctx, l, old, merged.Clone(), sent, req)
 	}
 
 	t.stats.revalidated.Add(1)
 	t.stats.bytesServed.Add(int64(len(old.Body)))
-	merged["Content-Length"] = []string{strconv.Itoa(len(old.Body))}
-	merged[headerFromCache] = []string{"1"}
-	addCacheStatus(merged, "fwd=stale; fwd-status=304")
+	// The three fields we add share one array.
+	added := []string{strconv.Itoa(len(old.Body)), "1", cacheStatus(merged, "fwd=stale; fwd-status=304")}
+	merged["Content-Length"] = added[0:1:1]
+	merged[headerFromCache] = added[1:2:2]
+	merged[headerCacheStatus] = added[2:3:3]
 	status := "200 OK"
 	if old.Status != http.StatusOK {
 		status = strconv.Itoa(old.Status) + " " + http.StatusText(old.Status)
@@ -428,11 +432,17 @@ func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
 // addCacheStatus appends this cache's member to the Cache-Status list,
 // after those of caches closer to the origin (RFC 9211 §2).
 func addCacheStatus(h http.Header, params string) {
+	h.Set(headerCacheStatus, cacheStatus(h, params))
+}
+
+// cacheStatus returns the Cache-Status value for h with this cache's member
+// appended.
+func cacheStatus(h http.Header, params string) string {
 	member := cacheStatusMember(params)
-	if prev := h.Values(headerCacheStatus); len(prev) > 0 {
+	if prev := h[headerCacheStatus]; len(prev) > 0 {
 		member = strings.Join(prev, ", ") + ", " + member
 	}
-	h.Set(headerCacheStatus, member)
+	return member
 }
 
 // cacheStatusMember returns this cache's Cache-Status member, without
@@ -461,7 +471,7 @@ func (*storedBody) Close() error { return nil }
 // discard drains a little of a body we do not use, so the connection can be
 // reused, and closes it.
 func discard(body io.ReadCloser) {
-	if body == nil {
+	if body == nil || body == http.NoBody {
 		return
 	}
 	_, _ = io.CopyN(io.Discard, body, 64<<10)
