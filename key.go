@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,34 +11,35 @@ import (
 
 // cacheKey returns the normalised absolute URL that names a resource in the
 // store: scheme and host lower-cased, the scheme's default port dropped, an
-// empty path made "/", user information and fragment dropped.
+// empty path made "/", user information and fragment dropped. It runs on
+// every request, so it builds the key with a single allocation.
 func cacheKey(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		port = ""
+	scheme, host := lowerASCII(u.Scheme), lowerASCII(u.Host)
+	switch {
+	case scheme == "http" && strings.HasSuffix(host, ":80"):
+		host = host[:len(host)-3]
+	case scheme == "https" && strings.HasSuffix(host, ":443"):
+		host = host[:len(host)-4]
 	}
-	if port != "" {
-		host = net.JoinHostPort(host, port)
-	} else if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
+	host = strings.TrimSuffix(host, ":") // an empty port is the default one
 	path := u.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	var b strings.Builder
-	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(u.RawQuery))
-	b.WriteString(scheme)
-	b.WriteString("://")
-	b.WriteString(host)
-	b.WriteString(path)
 	if u.RawQuery != "" || u.ForceQuery {
-		b.WriteByte('?')
-		b.WriteString(u.RawQuery)
+		return scheme + "://" + host + path + "?" + u.RawQuery
 	}
-	return b.String()
+	return scheme + "://" + host + path
+}
+
+// lowerASCII lower-cases s, without allocating when it already is.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }
 
 // sameOrigin reports whether a and b have the same scheme, host and port
@@ -116,6 +116,9 @@ func contains(list []string, s string) bool {
 // members trimmed, so equivalent requests hash alike (RFC 9111 §4.1); an
 // absent field hashes differently from an empty one.
 func varyDigest(part string, names []string, req *http.Request) [sha256.Size]byte {
+	if part == "" && len(names) == 0 {
+		return noVaryDigest // the common case, hashed once
+	}
 	var scratch [256]byte // enough for most requests, so hashing does not allocate
 	b := append(scratch[:0], part...)
 	for _, name := range names {
@@ -138,6 +141,8 @@ func varyDigest(part string, names []string, req *http.Request) [sha256.Size]byt
 	}
 	return sha256.Sum256(b)
 }
+
+var noVaryDigest = sha256.Sum256(nil)
 
 // matches reports whether e is the variant that req selects.
 func (e *Entry) matches(part string, req *http.Request) bool {
