@@ -64,7 +64,7 @@ func mergeHeader(stored, notModified http.Header, extra int) http.Header {
 	for _, vs := range stored {
 		n += len(vs)
 	}
-	values := make([]string, n) // one array behind all the stored values
+	values := make([]string, n)                 // one array behind all the stored values
 	out := make(http.Header, len(stored)+extra) // a 304 mostly replaces fields
 	for k, vs := range stored {
 		m := copy(values, vs)
