@@ -12,8 +12,10 @@
 // errors, no contexts, no atomic updates and no prefix delete. The store
 // therefore keeps three kinds of record:
 //
-//   - an entry record per (key, variant): a 16-byte generation token
-//     followed by the entry in the form made by etagcache.EncodeEntry;
+//   - an entry record per (key, variant): a 16-byte generation token, the
+//     entry in the form made by etagcache.EncodeEntry, and a CRC-32C of the
+//     record, so that a value torn by a backend that rewrites files in place
+//     (diskcache) is a miss, never a mixed body;
 //   - a generation record per key, holding that key's current token;
 //   - an index record per key, listing the entry records written under it.
 //

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io"
 
 	"github.com/etagcache/etagcache"
@@ -30,7 +31,7 @@ const (
 	// the size of the record rewritten when a variant is added).
 	maxIndexed = 512
 
-	kindEntry = 'e' // token | encoded entry, per key and variant
+	kindEntry = 'e' // token | encoded entry | CRC-32C, per key and variant
 	kindGen   = 'g' // the key's current token
 	kindIndex = 'i' // digests of the key's entry records
 )
@@ -69,15 +70,17 @@ func (s *store) Get(ctx context.Context, key, variant string) (*etagcache.Entry,
 	if !ok {
 		return nil, etagcache.ErrNotFound
 	}
-	if len(b) < 1+tokenLen || b[0] != recordVersion || !bytes.Equal(b[1:1+tokenLen], tok[:]) {
-		// Corrupt, or stale: written before the key's last Delete.
+	if !checksummed(b) || b[0] != recordVersion || !bytes.Equal(b[1:1+tokenLen], tok[:]) {
+		// Torn or corrupt (some backends, diskcache among them, can return
+		// a value while another process rewrites it), or stale: written
+		// before the key's last Delete.
 		s.c.Delete(ek)
 		return nil, etagcache.ErrNotFound
 	}
 	// The Body returned aliases b, which for some backends
 	// (httpcache.MemoryCache) is the cached value itself. Neither the
 	// store nor the transport ever modifies either.
-	e, err := etagcache.DecodeEntry(b[1+tokenLen:])
+	e, err := etagcache.DecodeEntry(b[1+tokenLen : len(b)-checksumLen])
 	if err != nil {
 		s.c.Delete(ek)
 		return nil, etagcache.ErrNotFound
@@ -103,10 +106,11 @@ func (s *store) Put(ctx context.Context, key, variant string, e *etagcache.Entry
 	// races) always listed for Delete to reclaim.
 	s.index(key, d)
 	enc := etagcache.EncodeEntry(e)
-	rec := make([]byte, 0, 1+tokenLen+len(enc))
+	rec := make([]byte, 0, 1+tokenLen+len(enc)+checksumLen)
 	rec = append(rec, recordVersion)
 	rec = append(rec, tok[:]...)
 	rec = append(rec, enc...)
+	rec = binary.BigEndian.AppendUint32(rec, crc32.Checksum(rec, castagnoli))
 	s.c.Set(entryKey(d), rec)
 	return nil
 }
@@ -126,6 +130,22 @@ func (s *store) Delete(ctx context.Context, key string) error {
 	}
 	s.c.Delete(ik)
 	return nil
+}
+
+// castagnoli is the CRC-32C table, computed in hardware on common CPUs, so
+// checking a record costs little next to reading it.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+const checksumLen = 4
+
+// checksummed reports whether an entry record is whole: long enough, and
+// ending in the CRC-32C of what precedes it.
+func checksummed(b []byte) bool {
+	if len(b) < 1+tokenLen+checksumLen {
+		return false
+	}
+	n := len(b) - checksumLen
+	return binary.BigEndian.Uint32(b[n:]) == crc32.Checksum(b[:n], castagnoli)
 }
 
 // token returns the key's current generation token, if it has one.

@@ -242,6 +242,8 @@ func TestCorruptEntryRecord(t *testing.T) {
 		{"trailing byte", func(b []byte) []byte { return append(b, 0) }},
 		{"bad entry magic", func(b []byte) []byte { b[17] ^= 0xff; return b }},
 		{"other token", func(b []byte) []byte { b[1] ^= 0xff; return b }},
+		{"torn body byte", func(b []byte) []byte { b[len(b)-6] ^= 0x01; return b }},
+		{"bad checksum", func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b }},
 	}
 	for _, d := range damage {
 		t.Run(d.name, func(t *testing.T) {
