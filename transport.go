@@ -340,7 +340,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	old := l.entry
 	merged := mergeHeader(old.Header, nm.Header, 3)
 	switch {
-	case hasDirective(merged, "no-store"):
+	case hasDirective(nm.Header, "no-store"): // a stored entry never had it
 		t.storeDelete(ctx, l.key)
 	case !onlyDateMoved(old.Header, nm.Header):
 		t.persist(ctx, l, old, merged.Clone(), sent, req)

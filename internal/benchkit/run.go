@@ -166,6 +166,9 @@ func RunScenario(ctx context.Context, o *Origin, sc Scenario, cfg Config) (_ []R
 	res := make([]Result, len(fx))
 	for i, f := range fx {
 		res[i] = summarize(sc, f.Impl.Name, rounds[i])
+		if res[i].AllocsPerOp, res[i].BytesPerOp, err = allocsPerRequest(ctx, f, cfg); err != nil {
+			return nil, fmt.Errorf("%s, %s, counting allocations: %w", sc.Name, f.Impl.Name, err)
+		}
 	}
 	for i := range res {
 		res[i].XBare = ratio(res, i, Bare)
@@ -241,6 +244,29 @@ func measure(ctx context.Context, f *Fixture, n int) (Round, error) {
 		return Round{}, err
 	}
 	return Round{N: b.N, Duration: d, Mallocs: m1.Mallocs - m0.Mallocs, Bytes: m1.TotalAlloc - m0.TotalAlloc}, nil
+}
+
+// allocsPerRequest counts the allocations of one request apart from those a
+// batch makes once, whatever its size (timers, the runtime's bookkeeping),
+// which would otherwise weigh more in the short batches of big bodies: it
+// is the difference between a batch of 4 and one of 20 requests (per
+// worker), divided by the 16 requests that set them apart.
+func allocsPerRequest(ctx context.Context, f *Fixture, cfg Config) (allocs, bytes float64, err error) {
+	w := max(f.Scenario.Workers, 1)
+	small, big := 4*w, 20*w
+	if cfg.Fixed > 0 { // a smoke run: as little as still subtracts
+		small, big = w, 2*w
+	}
+	s, err := measure(ctx, f, small)
+	if err != nil {
+		return 0, 0, err
+	}
+	b, err := measure(ctx, f, big)
+	if err != nil {
+		return 0, 0, err
+	}
+	n := float64(b.N - s.N)
+	return (float64(b.Mallocs) - float64(s.Mallocs)) / n, (float64(b.Bytes) - float64(s.Bytes)) / n, nil
 }
 
 func summarize(sc Scenario, impl string, rounds []Round) Result {
