@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -138,3 +139,17 @@ func (s *spyStore) counts() (gets, puts, updates, deletes int) {
 	defer s.mu.Unlock()
 	return s.gets, s.puts, s.updates, s.deletes
 }
+
+// putOnly hides a store's HeaderUpdater.
+type putOnly struct{ Store }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+type closeSpy struct {
+	io.Reader
+	closed *atomic.Bool
+}
+
+func (c *closeSpy) Close() error { c.closed.Store(true); return nil }
