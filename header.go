@@ -28,7 +28,7 @@ const (
 // connectionNamed reports whether name is hop-by-hop for this response: in
 // the fixed list or named by its Connection field.
 func connectionNamed(h http.Header, name string) bool {
-	if contains(hopByHop, name) {
+	if slices.Contains(hopByHop, name) {
 		return true
 	}
 	for _, line := range h["Connection"] {
@@ -80,7 +80,7 @@ func mergeHeader(stored, notModified http.Header, extra int) http.Header {
 }
 
 func mergeable(notModified http.Header, k string) bool {
-	return !connectionNamed(notModified, k) && !contains(notFrom304, k) && k != "Set-Cookie" && k != "Set-Cookie2"
+	return !connectionNamed(notModified, k) && !slices.Contains(notFrom304, k) && k != "Set-Cookie" && k != "Set-Cookie2"
 }
 
 // onlyDateMoved reports whether merging notModified into stored changes

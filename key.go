@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -93,22 +94,13 @@ func varyNames(h http.Header) (names []string, star bool) {
 				star = true
 			default:
 				f = http.CanonicalHeaderKey(f)
-				if !contains(names, f) {
+				if !slices.Contains(names, f) {
 					names = append(names, f)
 				}
 			}
 		}
 	}
 	return names, star
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // varyDigest hashes the credential partition and the request's values of

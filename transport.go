@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -373,11 +374,11 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 
 // persist writes a revalidated entry's new header: through HeaderUpdater
 // when the store has it, so the body is not rewritten, else by a full Put.
-func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header map[string][]string, sent time.Time, req *http.Request) {
+func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header http.Header, sent time.Time, req *http.Request) {
 	e := *old
 	e.Header = header
 	e.RequestTime, e.ResponseTime = sent, time.Now()
-	if names, _ := varyNames(header); !equalStrings(names, old.VaryNames) {
+	if names, _ := varyNames(header); !slices.Equal(names, old.VaryNames) {
 		// Vary changed under a 304: keep the entry where it is, filed under
 		// the new names, so the next lookup matches it afresh.
 		d := varyDigest(l.part, names, req)
@@ -392,18 +393,6 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ma
 	if err != nil && !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 		t.storeFailed(ctx, "update", l.key, err)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // unsafe forwards a request whose method may change the resource, and on
