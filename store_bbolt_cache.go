@@ -1,33 +1,31 @@
 package etagcache
 
 import (
-	"container/list"
+	"context"
 	"sync"
 )
 
 // entryCache keeps recently used entries of a BoltStore decoded in memory,
-// so that serving an entry again needs neither a read transaction nor a copy
-// of its body. Only one BoltStore can hold a file, and every write goes
-// through its write method, which updates the cache after each commit: so the
-// cache never disagrees with the file. Entries are shared with callers of
-// Get, which never modify them.
+// in a MemoryStore keyed by record key, so that serving an entry again needs
+// neither a read transaction nor a copy of its body. Only one BoltStore can
+// hold a file, and every write goes through its write method, which updates
+// the cache after each commit: so the cache never disagrees with the file.
+// Entries are shared with callers of Get, which never modify them.
+//
+// The MemoryStore's calls cannot be cancelled and fail only with
+// ErrNotFound, so they run on a background context.
 type entryCache struct {
-	mu    sync.Mutex
-	max   int64
-	size  int64
-	seq   uint64     // committed writes so far
-	lru   *list.List // of *cachedEntry, most recently used at the front
-	items map[string]*list.Element
-}
-
-type cachedEntry struct {
-	rk   string
-	e    *Entry
-	size int64
+	mu  sync.Mutex   // orders fills after reads against commits
+	seq uint64       // committed writes so far
+	mem *MemoryStore // nil when the cache is off
 }
 
 func newEntryCache(max int64) *entryCache {
-	return &entryCache{max: max, lru: list.New(), items: make(map[string]*list.Element)}
+	c := &entryCache{}
+	if max > 0 {
+		c.mem = NewMemoryStore(max)
+	}
+	return c
 }
 
 // get returns the cached entry of rk, or nil and the number of writes
@@ -35,12 +33,13 @@ func newEntryCache(max int64) *entryCache {
 func (c *entryCache) get(rk []byte) (*Entry, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.items[string(rk)]
-	if !ok {
+	if c.mem == nil {
 		return nil, c.seq
 	}
-	c.lru.MoveToFront(el)
-	return el.Value.(*cachedEntry).e, 0
+	if e, err := c.mem.Get(context.Background(), string(rk), ""); err == nil {
+		return e, 0
+	}
+	return nil, c.seq
 }
 
 // fill caches an entry read from the file, unless a write was committed
@@ -48,8 +47,8 @@ func (c *entryCache) get(rk []byte) (*Entry, uint64) {
 func (c *entryCache) fill(rk string, e *Entry, seq uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seq == seq {
-		c.addLocked(rk, e)
+	if c.mem != nil && c.seq == seq {
+		_ = c.mem.Put(context.Background(), rk, "", e)
 	}
 }
 
@@ -59,41 +58,19 @@ func (c *entryCache) committed(removed []string, it *boltItem) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
+	if c.mem == nil {
+		return
+	}
 	for _, rk := range removed {
-		c.removeLocked(rk)
+		_ = c.mem.Delete(context.Background(), rk)
 	}
-	if it == nil || it.entry == nil {
-		return
-	}
-	if !it.headerOnly {
-		c.addLocked(it.rk, it.entry)
-		return
-	}
-	// A header update: keep the cached body under the new metadata.
-	if el, ok := c.items[it.rk]; ok {
-		ne := *it.entry
-		ne.Body = el.Value.(*cachedEntry).e.Body
-		c.addLocked(it.rk, &ne)
-	}
-}
-
-func (c *entryCache) addLocked(rk string, e *Entry) {
-	c.removeLocked(rk)
-	n := entrySize(rk, "", e)
-	if n > c.max {
-		return
-	}
-	c.items[rk] = c.lru.PushFront(&cachedEntry{rk: rk, e: e, size: n})
-	c.size += n
-	for c.size > c.max {
-		c.removeLocked(c.lru.Back().Value.(*cachedEntry).rk)
-	}
-}
-
-func (c *entryCache) removeLocked(rk string) {
-	if el, ok := c.items[rk]; ok {
-		c.size -= el.Value.(*cachedEntry).size
-		c.lru.Remove(el)
-		delete(c.items, rk)
+	switch {
+	case it == nil || it.entry == nil:
+	case it.headerOnly:
+		// Keeps the cached body under the new metadata; nothing to do when
+		// the entry is not cached.
+		_ = c.mem.UpdateHeader(context.Background(), it.rk, "", it.entry)
+	default:
+		_ = c.mem.Put(context.Background(), it.rk, "", it.entry)
 	}
 }

@@ -42,7 +42,7 @@ func TestBoltCacheServesOnlyTheCurrentEntry(t *testing.T) {
 	require.NoError(t, s.Delete(ctx, "k"))
 	_, err = s.Get(ctx, "k", "")
 	require.ErrorIs(t, err, ErrNotFound)
-	assert.Zero(t, s.cache.size, "a deleted entry stayed in memory")
+	assert.Zero(t, s.cache.mem.Size(), "a deleted entry stayed in memory")
 
 	// After a restart the first Get reads the file, the next ones memory.
 	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry(second)))
@@ -67,8 +67,8 @@ func TestBoltCacheBoundAndOff(t *testing.T) {
 		_, err := s.Get(ctx, k, "")
 		require.NoError(t, err)
 	}
-	assert.LessOrEqual(t, s.cache.size, int64(4<<10))
-	assert.Less(t, s.cache.lru.Len(), 5)
+	assert.LessOrEqual(t, s.cache.mem.Size(), int64(4<<10))
+	assert.Less(t, s.cache.mem.Len(), 5)
 
 	off, _ := openTestBolt(t, WithBoltCache(0))
 	require.NoError(t, off.Put(ctx, "k", "", boltTestEntry([]byte("body"))))

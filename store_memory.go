@@ -69,10 +69,7 @@ func (s *MemoryStore) Put(ctx context.Context, key, variant string, e *Entry) er
 	}
 	vs[variant] = s.lru.PushFront(it)
 	s.size += it.size
-	for s.size > s.maxBytes {
-		old := s.lru.Back().Value.(*memItem)
-		s.remove(old.key, old.variant)
-	}
+	s.evict()
 	return nil
 }
 
@@ -101,10 +98,7 @@ func (s *MemoryStore) UpdateHeader(ctx context.Context, key, variant string, e *
 	it.size = entrySize(key, variant, &ne)
 	s.size += it.size
 	s.lru.MoveToFront(el)
-	for s.size > s.maxBytes {
-		old := s.lru.Back().Value.(*memItem)
-		s.remove(old.key, old.variant)
-	}
+	s.evict()
 	return nil
 }
 
@@ -147,6 +141,14 @@ func (s *MemoryStore) remove(key, variant string) {
 	}
 	s.size -= el.Value.(*memItem).size
 	s.lru.Remove(el)
+}
+
+// evict removes least recently used entries until the rest fit the bound.
+func (s *MemoryStore) evict() {
+	for s.size > s.maxBytes {
+		old := s.lru.Back().Value.(*memItem)
+		s.remove(old.key, old.variant)
+	}
 }
 
 // entrySize is an estimate of the memory an entry holds: exact for the body,
