@@ -215,7 +215,7 @@ func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error
 	}
 	if corrupt != nil {
 		return nil, s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
-			removed, err := checkBoltRecord(tx, rk)
+			_, _, removed, err := checkBoltRecord(tx, rk)
 			return nil, removed, cmp.Or(err, ErrNotFound) // replaced meanwhile: still a miss
 		})
 	}
@@ -256,13 +256,12 @@ func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *En
 	now := time.Now().UnixNano()
 	meta := EncodeEntryMeta(e)
 	return s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
-		if removed, err := checkBoltRecord(tx, rk); err != nil {
+		prev, body, removed, err := checkBoltRecord(tx, rk)
+		if err != nil {
 			return nil, removed, err
 		}
-		body, _ := boltGet(tx.Bucket(boltBodyBucket), rk)
-		old, _ := boltGet(tx.Bucket(boltMetaBucket), rk)
-		if prev, err := DecodeEntry(old[boltMetaPrefix:]); err != nil || !prev.SameValidators(e) {
-			return nil, nil, ErrNotFound // checked whole above, so: another representation
+		if !prev.SameValidators(e) {
+			return nil, nil, ErrNotFound // another representation was stored meanwhile
 		}
 		mv := appendBoltMeta(now, len(body), meta)
 		it := &boltItem{rk: string(rk), size: boltSize(rk, mv, body), used: now, stored: now, entry: e, headerOnly: true}

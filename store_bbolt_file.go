@@ -182,20 +182,21 @@ func parseBoltRecord(mv []byte, mok bool, body []byte, bok bool) (*Entry, error)
 	return e, err
 }
 
-// checkBoltRecord returns nil if the records under rk hold a whole entry.
-// Otherwise it returns ErrNotFound, after removing them if there were any,
-// with the key of what it removed.
-func checkBoltRecord(tx *bolt.Tx, rk []byte) ([]string, error) {
+// checkBoltRecord returns the entry under rk (its metadata, aliasing tx
+// memory) and its body if the records hold a whole entry. Otherwise it
+// returns ErrNotFound, after removing them if there were any, with the key
+// of what it removed.
+func checkBoltRecord(tx *bolt.Tx, rk []byte) (e *Entry, body []byte, removed []string, err error) {
 	mv, mok := boltGet(tx.Bucket(boltMetaBucket), rk)
 	body, bok := boltGet(tx.Bucket(boltBodyBucket), rk)
 	if !mok && !bok {
-		return nil, ErrNotFound
+		return nil, nil, nil, ErrNotFound
 	}
-	if _, err := parseBoltRecord(mv, mok, body, bok); err == nil {
-		return nil, nil
+	if e, err := parseBoltRecord(mv, mok, body, bok); err == nil {
+		return e, body, nil, nil
 	}
 	if err := deleteBoltRecord(tx, rk); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return []string{string(rk)}, ErrNotFound
+	return nil, nil, []string{string(rk)}, ErrNotFound
 }
