@@ -1,0 +1,195 @@
+package etagcache
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Damaged files are opened and read in a child process (this test binary,
+// re-run), so that a crash the runtime cannot turn into a panic (SIGSEGV or
+// SIGBUS inside the memory map, a fatal error) ends the child, not the test
+// run, and is counted as a failure.
+
+const boltDamageKeys = 24
+
+// boltDamageFixture writes a store of self-checking entries, small ones and
+// some large enough to take overflow pages, and returns its bytes.
+func boltDamageFixture(t *testing.T) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fixture.db")
+	s, err := OpenBoltStore(path)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(11, 11))
+	for i := range boltDamageKeys {
+		k := fmt.Sprint("k", i)
+		e := selfCheckingEntry(rng, k, "")
+		if i%4 == 0 {
+			e.Body = append([]byte(k+"\x00\x00"), randomBytes(rng, 100_000+rng.IntN(100_000))...)
+			e.Body = appendDigest(e.Body)
+		}
+		require.NoError(t, s.Put(context.Background(), k, "", e))
+	}
+	require.NoError(t, s.Close())
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
+
+func appendDigest(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+func openBoltForDamage(path string) (*BoltStore, error) { return OpenBoltStore(path) }
+
+// boltDamageChild opens the store at path and reads every fixture key,
+// printing one RESULT line: entries served, served entries that were wrong,
+// and errors other than misses.
+func boltDamageChild(path string) {
+	s, err := openBoltForDamage(path)
+	if err != nil {
+		fmt.Printf("RESULT open-error served=0 wrong=0 errors=0 err=%q\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return
+	}
+	served, wrong, errs := 0, 0, 0
+	ctx := context.Background()
+	for round := range 2 { // the second round reads what the first left (and the memory cache)
+		for i := range boltDamageKeys {
+			k := fmt.Sprint("k", i)
+			e, err := s.Get(ctx, k, "")
+			switch {
+			case err == nil:
+				served++
+				if checkSelfCheckingEntry(e, k, "") != nil {
+					wrong++
+				}
+			case !errors.Is(err, ErrNotFound):
+				errs++
+			}
+			if round == 1 && i == 0 { // writing to a damaged file must not crash either
+				if err := s.Put(ctx, "new", "", selfCheckingEntry(rand.New(rand.NewPCG(5, 5)), "new", "")); err != nil {
+					errs++
+				}
+			}
+		}
+	}
+	cerr := s.Close()
+	fmt.Printf("RESULT ok served=%d wrong=%d errors=%d close=%v\n", served, wrong, errs, cerr != nil)
+}
+
+type boltDamageResult struct {
+	crashed, hung, wrong bool
+	line, stderr         string
+}
+
+func runBoltDamageChild(t *testing.T, path string) boltDamageResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, stderr := boltChildCmd(ctx, "TestBoltStoreSurvivesDamage", "damage", path)
+	out, err := cmd.Output()
+	r := boltDamageResult{stderr: stderr.String()}
+	if ctx.Err() != nil {
+		r.hung = true
+		return r
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "RESULT ") {
+			r.line = l
+		}
+	}
+	if err != nil || r.line == "" {
+		r.crashed = true
+		return r
+	}
+	r.wrong = !strings.Contains(r.line, " wrong=0 ")
+	return r
+}
+
+func TestBoltStoreSurvivesDamage(t *testing.T) {
+	if role, path := boltChildRole(); role == "damage" {
+		boltDamageChild(path)
+		return
+	}
+	fixture := boltDamageFixture(t)
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(99, 1))
+	type trial struct {
+		name string
+		data []byte
+	}
+	var trials []trial
+	flip := func(n int) []byte {
+		b := bytes.Clone(fixture)
+		for range n {
+			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
+		}
+		return b
+	}
+	for i := range 100 {
+		trials = append(trials, trial{fmt.Sprint("flip1-", i), flip(1)})
+	}
+	for i := range 20 {
+		trials = append(trials, trial{fmt.Sprint("flip16-", i), flip(16)})
+	}
+	// Bodies changed in place at the same length.
+	for i := range 10 {
+		b := bytes.Clone(fixture)
+		off := len(b)/2 + i*4096 + 100
+		if off < len(b) {
+			b[off] ^= 0x55
+		}
+		trials = append(trials, trial{fmt.Sprint("inplace-", i), b})
+	}
+	n := len(fixture)
+	for _, cut := range []int{1, 100, 4095, 4096, 4096 + 100, 8191, 8192, 12288, n / 4, n / 2, 3 * n / 4, n - 4096, n - 100, n - 1} {
+		trials = append(trials, trial{fmt.Sprint("truncate-", cut), bytes.Clone(fixture[:cut])})
+	}
+	foreign := append([]byte("SQLite format 3\x00"), make([]byte, 8192)...)
+	trials = append(trials,
+		trial{"foreign-sqlite", foreign},
+		trial{"foreign-text", bytes.Repeat([]byte("not a database\n"), 3000)},
+		trial{"zeros", make([]byte, 64<<10)})
+
+	var crashed, hung, wrong, refused int
+	for _, tr := range trials {
+		path := filepath.Join(dir, tr.name+".db")
+		require.NoError(t, os.WriteFile(path, tr.data, 0o600))
+		r := runBoltDamageChild(t, path)
+		switch {
+		case r.hung:
+			hung++
+			t.Errorf("%s: the child hung", tr.name)
+		case r.crashed:
+			crashed++
+			stderr := r.stderr
+			if i := strings.Index(stderr, "\n\ngoroutine "); i > 0 {
+				stderr = stderr[:i]
+			}
+			t.Errorf("%s: the child crashed: %.400s", tr.name, stderr)
+		case r.wrong:
+			wrong++
+			t.Errorf("%s: a wrong entry was served: %s", tr.name, r.line)
+		}
+		if strings.Contains(r.line, "open-error") {
+			refused++
+		}
+	}
+	t.Logf("%d damaged files: %d crashes, %d hangs, %d with a wrong entry served, %d refused at open", len(trials), crashed, hung, wrong, refused)
+	assert.Zero(t, crashed+hung+wrong)
+}
+
