@@ -192,4 +192,3 @@ func TestBoltStoreSurvivesDamage(t *testing.T) {
 	t.Logf("%d damaged files: %d crashes, %d hangs, %d with a wrong entry served, %d refused at open", len(trials), crashed, hung, wrong, refused)
 	assert.Zero(t, crashed+hung+wrong)
 }
-

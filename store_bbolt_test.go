@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -188,7 +189,7 @@ func TestBoltStoreRefusesFilesThatAreNotStores(t *testing.T) {
 		{text, "not a bbolt database"},
 		{bigText, "not a bbolt database"},
 		{foreign, "another program"},
-		{newer, "schema version 99, this etagcache supports version 1"},
+		{newer, "schema version 99, this etagcache supports version 2"},
 	} {
 		t.Run(filepath.Base(c.path), func(t *testing.T) {
 			before, err := os.ReadFile(c.path)
@@ -218,38 +219,65 @@ func TestBoltStoreRefusesFilesThatAreNotStores(t *testing.T) {
 	}
 }
 
+// Two stores share a file; an operation that cannot get the lock file in
+// time fails with ErrStoreLocked, and the store works again once it can.
 func TestBoltStoreLockTimeout(t *testing.T) {
+	ctx := context.Background()
 	s, path := openTestBolt(t)
-	for _, d := range []time.Duration{200 * time.Millisecond, 0} {
-		start := time.Now()
-		s2, err := OpenBoltStore(path, WithBoltLockTimeout(d))
-		elapsed := time.Since(start)
-		require.ErrorIs(t, err, ErrStoreLocked)
-		assert.Nil(t, s2)
-		assert.Contains(t, err.Error(), "in use")
-		assert.Contains(t, err.Error(), path)
-		assert.GreaterOrEqual(t, elapsed, d-60*time.Millisecond) // bbolt retries every 50ms
-		assert.Less(t, elapsed, d+2*time.Second)
-	}
-	// The holder is unaffected, and once it lets go the file can be opened.
-	require.NoError(t, s.Put(context.Background(), "k", "", boltTestEntry([]byte("x"))))
-	require.NoError(t, s.Close())
-	s2, err := OpenBoltStore(path, WithBoltLockTimeout(0))
+	s2, err := OpenBoltStore(path, WithBoltLockTimeout(200*time.Millisecond))
+	require.NoError(t, err, "a second store on the same file")
+	defer s2.Close()
+	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("x"))))
+	boltFlush(t, s)
+	e, err := s2.Get(ctx, "k", "")
 	require.NoError(t, err)
-	require.NoError(t, s2.Close())
+	assert.Equal(t, "x", string(e.Body))
+
+	held, err := lockBolt(ctx, path+".lock", true, time.Second)
+	require.NoError(t, err)
+	start := time.Now()
+	err = s2.Delete(ctx, "k")
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, ErrStoreLocked)
+	assert.Contains(t, err.Error(), "in use")
+	assert.GreaterOrEqual(t, elapsed, 200*time.Millisecond)
+	assert.Less(t, elapsed, 2*time.Second)
+	held.release()
+
+	require.NoError(t, s2.Delete(ctx, "k"))
+	_, err = s.Get(ctx, "k", "")
+	require.ErrorIs(t, err, ErrNotFound, "the other store's Delete is seen")
 }
 
-// putRaw writes a meta and body record under key and variant into the file
-// at path, bypassing the store.
-func putRaw(t *testing.T, path, key, variant string, meta, body []byte) {
+// rawBoltRecord returns a well-formed meta record for e with body, under
+// body id 7, whose checksums then may be spoiled on purpose.
+func rawBoltRecord(e *Entry, body []byte) boltMetaRecord {
+	return boltMetaRecord{used: 1, bodyLen: uint64(len(body)), bodyCRC: crc32.Checksum(body, castagnoli), bodyID: 7, meta: EncodeEntryMeta(e)}
+}
+
+// putRaw writes a meta record and body chunks under key and variant into
+// the file at path, bypassing the store.
+func putRaw(t *testing.T, path, key, variant string, meta []byte, body []byte) {
 	t.Helper()
 	rk := boltRecordKey(key, variant)
 	writeBoltFile(t, path, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(boltMetaBucket).Put(rk, meta); err != nil {
-			return err
+		if meta != nil {
+			if err := tx.Bucket(boltMetaBucket).Put(rk, meta); err != nil {
+				return err
+			}
 		}
-		return tx.Bucket(boltBodyBucket).Put(rk, body)
+		return putBoltChunks(tx, rk, 7, body, 0)
 	})
+}
+
+// boltView runs fn in a read transaction on the file at path, bypassing
+// the store.
+func boltView(t testing.TB, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.View(fn))
 }
 
 func TestBoltStoreCorruptRecordsAreMissesAndRemoved(t *testing.T) {
@@ -261,48 +289,60 @@ func TestBoltStoreCorruptRecordsAreMissesAndRemoved(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	body := []byte("hello")
-	good := appendBoltMeta(1, len(body), EncodeEntryMeta(boltTestEntry(nil)))
-	badMeta := appendBoltMeta(1, len(body), []byte("ETC\x01garbage"))
-	putRaw(t, path, "undecodable", "", badMeta, body)             // found by Get
-	putRaw(t, path, "short", "", []byte("short"), body)           // found on opening
-	putRaw(t, path, "length", "", good, []byte("hello, world"))   // body length differs
-	putRaw(t, path, "newer", "", append([]byte{}, good...), body) // patched below
-	putRaw(t, path, "withbody", "", appendBoltMeta(1, 2, EncodeEntry(boltTestEntry([]byte("xy")))), []byte("xy"))
-	writeBoltFile(t, path, func(tx *bolt.Tx) error { // entry version 2, and an orphan body
-		v := bytes.Clone(tx.Bucket(boltMetaBucket).Get(boltRecordKey("newer", "")))
-		v[boltMetaPrefix+3] = 2
-		if err := tx.Bucket(boltMetaBucket).Put(boltRecordKey("newer", ""), v); err != nil {
-			return err
-		}
-		return tx.Bucket(boltBodyBucket).Put(boltRecordKey("orphan", ""), body)
-	})
+	e := boltTestEntry(body)
+	good := rawBoltRecord(e, body)
+	flipped := good.bytes()
+	flipped[len(flipped)-3] ^= 1
+	undecodable := good
+	undecodable.meta = []byte("ETC\x01garbage")
+	withBody := rawBoltRecord(e, []byte("xy"))
+	withBody.meta = EncodeEntry(boltTestEntry([]byte("xy")))
+	putRaw(t, path, "flipped", "", flipped, body)                       // meta checksum: found on opening
+	putRaw(t, path, "undecodable", "", undecodable.bytes(), body)       // found by Get
+	putRaw(t, path, "samelength", "", good.bytes(), []byte("jello"))    // body changed in place
+	putRaw(t, path, "length", "", good.bytes(), []byte("hello, world")) // body length differs
+	putRaw(t, path, "withbody", "", withBody.bytes(), []byte("xy"))     // body in the meta record
+	putRaw(t, path, "orphan", "", nil, body)                            // chunk without meta: found on opening
+	putRaw(t, path, "nochunk", "", good.bytes(), nil)                   // meta without chunks
+	putRaw(t, path, "good2", "", good.bytes(), body)                    // whole
 
 	s, err = OpenBoltStore(path)
 	require.NoError(t, err)
 	defer s.Close()
-	for _, k := range []string{"undecodable", "short", "length", "newer", "withbody", "orphan"} {
-		_, err := s.Get(ctx, k, "")
-		require.ErrorIs(t, err, ErrNotFound, k)
-		require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
-			_, mok := boltGet(tx.Bucket(boltMetaBucket), boltRecordKey(k, ""))
-			_, bok := boltGet(tx.Bucket(boltBodyBucket), boltRecordKey(k, ""))
-			assert.False(t, mok || bok, "records of %q still in the file", k)
+	for _, c := range []struct {
+		key    string
+		atOpen bool
+	}{{"flipped", true}, {"orphan", true}, {"undecodable", false}, {"samelength", false}, {"length", false}, {"withbody", false}, {"nochunk", false}} {
+		_, err := s.Get(ctx, c.key, "")
+		if c.atOpen {
+			require.ErrorIs(t, err, ErrNotFound, c.key)
+		} else {
+			require.ErrorIs(t, err, ErrCorruptEntry, c.key)
+			_, err = s.Get(ctx, c.key, "")
+			require.ErrorIs(t, err, ErrNotFound, "%s: reported once, then a plain miss", c.key)
+		}
+		boltView(t, path, func(tx *bolt.Tx) error {
+			rk := boltRecordKey(c.key, "")
+			_, mok := boltGet(tx.Bucket(boltMetaBucket), rk)
+			k, _ := tx.Bucket(boltBodyBucket).Cursor().Seek(rk)
+			assert.False(t, mok || bytes.HasPrefix(k, rk), "records of %q still in the file", c.key)
 			return nil
-		}))
-		require.ErrorIs(t, s.UpdateHeader(ctx, k, "", boltTestEntry(nil)), ErrNotFound, k)
+		})
+		require.ErrorIs(t, s.UpdateHeader(ctx, c.key, "", boltTestEntry(nil)), ErrNotFound, c.key)
 	}
-	e, err := s.Get(ctx, "good", "")
-	require.NoError(t, err)
-	assert.Equal(t, "fine", string(e.Body))
-	assert.Equal(t, 1, s.Len())
+	for _, k := range []string{"good", "good2"} {
+		e, err := s.Get(ctx, k, "")
+		require.NoError(t, err)
+		requireWhole(t, e)
+	}
+	assert.Equal(t, 2, s.Len())
 
-	// A record corrupted while the store is open is caught by UpdateHeader too.
-	require.NoError(t, s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(boltMetaBucket).Put(boltRecordKey("good", ""), badMeta)
-	}))
+	// A record damaged while the store is open is caught by UpdateHeader too.
+	writeBoltFile(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket(boltMetaBucket).Put(boltRecordKey("good", ""), flipped)
+	})
 	require.ErrorIs(t, s.UpdateHeader(ctx, "good", "", boltTestEntry(nil)), ErrNotFound)
-	assert.Equal(t, 0, s.Len())
-	assert.Equal(t, int64(0), s.Size())
+	assert.Equal(t, 1, s.Len())
 }
 
 func TestBoltStoreCloseIsIdempotentAndFinal(t *testing.T) {
@@ -442,7 +482,7 @@ func checkSelfCheckingEntry(e *Entry, key, variant string) error {
 }
 
 func TestBoltStoreConcurrentUse(t *testing.T) {
-	s, _ := openTestBolt(t, WithBoltMaxBytes(200_000)) // small, so eviction runs too
+	s, path := openTestBolt(t, WithBoltMaxBytes(200_000)) // small, so eviction runs too
 	keys, variants := []string{"k0", "k1", "k2", "k3", "k4"}, []string{"", "gzip"}
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -484,10 +524,11 @@ func TestBoltStoreConcurrentUse(t *testing.T) {
 	}
 	assert.LessOrEqual(t, s.Size(), int64(200_000))
 	var n int
-	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+	boltFlush(t, s)
+	boltView(t, path, func(tx *bolt.Tx) error {
 		n = tx.Bucket(boltMetaBucket).Stats().KeyN
 		return nil
-	}))
+	})
 	assert.Equal(t, s.Len(), n, "index and file disagree")
 }
 
