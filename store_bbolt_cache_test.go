@@ -72,6 +72,7 @@ func TestBoltCacheBoundAndOff(t *testing.T) {
 
 	off, _ := openTestBolt(t, WithBoltCache(0))
 	require.NoError(t, off.Put(ctx, "k", "", boltTestEntry([]byte("body"))))
+	boltFlush(t, off) // until written, Get serves the entry Put was given
 	e1, err := off.Get(ctx, "k", "")
 	require.NoError(t, err)
 	e2, err := off.Get(ctx, "k", "")

@@ -12,7 +12,8 @@ import (
 
 // The layout of a BoltStore file, schema version 2:
 //
-//	bucket "etagcache": "version" → uint64 big-endian (the schema marker)
+//	bucket "etagcache": "version" → uint64 big-endian (the schema marker),
+//	                    "large:" | record key | body id → "" (see putLarge)
 //	bucket "meta":      record key → meta record
 //	bucket "body":      record key | body id | chunk number → body chunk
 //
@@ -37,6 +38,9 @@ var (
 	boltVersionKey   = []byte("version")
 	boltMetaBucket   = []byte("meta")
 	boltBodyBucket   = []byte("body")
+	// boltLargeMark | record key | body id, in the schema bucket, marks the
+	// chunks of a large body being written in several transactions.
+	boltLargeMark = []byte("large:")
 )
 
 const (

@@ -280,6 +280,7 @@ func TestBoltStoreUpdateHeaderDoesNotRewriteBody(t *testing.T) {
 	s, path := openTestBolt(t)
 	body := randomBytes(rand.New(rand.NewPCG(1, 1)), size)
 	require.NoError(t, s.Put(ctx, "https://example.com/big", "", boltTestEntry(body)))
+	boltFlush(t, s)
 	digest := boltTestEntry(body).Header.Get("X-Body-Sha256")
 
 	size0, w0, start := fileSize(t, path), boltWritesNow(s), time.Now()
@@ -292,6 +293,7 @@ func TestBoltStoreUpdateHeaderDoesNotRewriteBody(t *testing.T) {
 	w0, start = boltWritesNow(s), time.Now()
 	for i := range 10 {
 		require.NoError(t, s.Put(ctx, "https://example.com/big", "", boltTestEntry(body, "X-Rev", strconv.Itoa(i))))
+		boltFlush(t, s)
 	}
 	put, putTime := boltWritesNow(s).sub(w0), time.Since(start)
 
@@ -321,6 +323,7 @@ func TestBoltStoreGetWritesNothing(t *testing.T) {
 	body := randomBytes(rand.New(rand.NewPCG(1, 2)), 4<<20)
 	require.NoError(t, s.Put(ctx, "big", "", boltTestEntry(body)))
 	require.NoError(t, s.Put(ctx, "small", "", boltTestEntry([]byte("small"))))
+	boltFlush(t, s)
 	fi0, err := os.Stat(path)
 	require.NoError(t, err)
 

@@ -256,13 +256,19 @@ func rawBoltRecord(e *Entry, body []byte) boltMetaRecord {
 }
 
 // putRaw writes a meta record and body chunks under key and variant into
-// the file at path, bypassing the store.
+// the file at path, bypassing the store. Without a meta record, the chunks
+// are marked as those of a large Put in progress.
 func putRaw(t *testing.T, path, key, variant string, meta []byte, body []byte) {
 	t.Helper()
 	rk := boltRecordKey(key, variant)
 	writeBoltFile(t, path, func(tx *bolt.Tx) error {
 		if meta != nil {
 			if err := tx.Bucket(boltMetaBucket).Put(rk, meta); err != nil {
+				return err
+			}
+		} else { // chunks of a large Put that was cut short
+			mark := append(bytes.Clone(boltLargeMark), boltChunkKey(rk, 7, 0)[:boltRecordKeyLen+8]...)
+			if err := tx.Bucket(boltSchemaBucket).Put(mark, nil); err != nil {
 				return err
 			}
 		}
@@ -396,6 +402,7 @@ func TestBoltStoreEvictsLeastRecentlyUsed(t *testing.T) {
 	_, err = s.Get(ctx, "a", "") // a is now more recent than b
 	require.NoError(t, err)
 	require.NoError(t, s.Put(ctx, "d", "", boltTestEntry(body)))
+	boltFlush(t, s) // eviction happens as entries are written
 	has := func(s *BoltStore, k string) bool {
 		_, err := s.Get(ctx, k, "")
 		require.True(t, err == nil || errors.Is(err, ErrNotFound), err)
@@ -417,11 +424,13 @@ func TestBoltStoreEvictsLeastRecentlyUsed(t *testing.T) {
 		assert.True(t, has(s, k))
 	}
 	require.NoError(t, s.Put(ctx, "e", "", boltTestEntry(body)))
+	boltFlush(t, s)
 	assert.False(t, has(s, "a"), "a was least recently used before the restart")
 	assert.True(t, has(s, "c"))
 
 	// An entry larger than the bound is not kept, and replaces nothing.
 	require.NoError(t, s.Put(ctx, "huge", "", boltTestEntry(make([]byte, 40_000))))
+	boltFlush(t, s)
 	assert.False(t, has(s, "huge"))
 	assert.Equal(t, 3, s.Len())
 
@@ -585,6 +594,7 @@ func TestBoltUpdateHeaderRefusesAnotherRepresentation(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTestBolt(t)
 	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("version 1"), "Etag", `"v1"`)))
+	boltFlush(t, s)
 	writes := s.writeTxs.Load()
 	err := s.UpdateHeader(ctx, "k", "", boltTestEntry(nil, "Etag", `"v2"`, "X-New", "1"))
 	require.ErrorIs(t, err, ErrNotFound)

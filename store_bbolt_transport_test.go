@@ -83,6 +83,7 @@ func TestBoltTransportRevalidationWritesOnlyMetadata(t *testing.T) {
 	tr := NewTransport(s)
 	boltPoll(t, tr.Client(), srv.URL, 1, body) // stores the entry
 	require.Equal(t, int64(1), tr.Stats().Stored)
+	boltFlush(t, s)
 	w0 := boltWritesNow(s)
 	boltTime := boltPoll(t, tr.Client(), srv.URL, n, body)
 	w := boltWritesNow(s).sub(w0)
@@ -121,6 +122,7 @@ func TestBoltTransportPollingWithDateOnly304sWritesNothing(t *testing.T) {
 	tr := NewTransport(s)
 	boltPoll(t, tr.Client(), srv.URL, 1, body)
 	require.Equal(t, int64(1), tr.Stats().Stored)
+	boltFlush(t, s)
 
 	w0 := boltWritesNow(s)
 	boltPoll(t, tr.Client(), srv.URL, n, body)

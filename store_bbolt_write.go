@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -304,7 +305,7 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 					return err
 				}
 			}
-			if w.changed { // recency alone is not worth a write
+			if w.changed || syncNow { // recency alone is not worth a write, but for Close
 				if err := w.touch(used); err != nil {
 					return err
 				}
@@ -439,15 +440,23 @@ func (s *BoltStore) putLarge(ctx context.Context, rk []byte, e *Entry) error {
 	}
 	m.bodyCRC = crc32.Checksum(e.Body, castagnoli)
 	const group = 8
+	mark := append(bytes.Clone(boltLargeMark), boltChunkKey(rk, m.bodyID, 0)[:boltRecordKeyLen+8]...)
 	for first := uint64(0); first < m.chunks(); first += group {
 		err := s.commit(ctx, func(w *boltWrite) error {
 			w.changed = true
+			if err := w.tx.Bucket(boltSchemaBucket).Put(mark, nil); err != nil {
+				return err
+			}
 			end := min(first+group, m.chunks())
 			return putBoltChunks(w.tx, rk, m.bodyID, e.Body[:min(end*boltChunk, m.bodyLen)], first)
 		})
 		if err != nil {
 			return err
 		}
+		// bbolt's copy of the group is garbage now. Left to the collector's
+		// pace, such garbage piles up to the size of the live heap, which
+		// holds the caller's body: a second copy after all.
+		runtime.GC()
 	}
 	return s.commit(ctx, func(w *boltWrite) error {
 		bb := w.tx.Bucket(boltBodyBucket)
@@ -457,6 +466,9 @@ func (s *BoltStore) putLarge(ctx context.Context, rk []byte, e *Entry) error {
 				_ = deleteBoltChunks(w.tx, boltChunkKey(rk, m.bodyID, 0)[:boltRecordKeyLen+8])
 				return fmt.Errorf("etagcache: bolt store: the body of a large entry was removed while it was written")
 			}
+		}
+		if err := w.tx.Bucket(boltSchemaBucket).Delete(mark); err != nil {
+			return err
 		}
 		return w.setRecord(rk, &m, e)
 	})
@@ -508,11 +520,26 @@ func (w *boltWrite) loadIndex(sweep bool) error {
 	if !sweep {
 		return nil
 	}
-	c = bb.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if id, ok := ids[string(k[:min(len(k), boltRecordKeyLen)])]; !ok || len(k) != boltChunkKeyLen || binary.BigEndian.Uint64(k[boltRecordKeyLen:]) != id {
-			bad = append(bad, bytes.Clone(k))
+	// Only a large Put, cut short, leaves body chunks without a meta record;
+	// it marks its chunks until it is done (see putLarge). Reading the keys
+	// of all chunks instead would map every page of the file.
+	sb := w.tx.Bucket(boltSchemaBucket)
+	var marks [][]byte
+	c = sb.Cursor()
+	for k, _ := c.Seek(boltLargeMark); k != nil && bytes.HasPrefix(k, boltLargeMark); k, _ = c.Next() {
+		marks = append(marks, bytes.Clone(k))
+	}
+	for _, k := range marks {
+		chunks := k[len(boltLargeMark):]
+		if len(chunks) == boltRecordKeyLen+8 && ids[string(chunks[:boltRecordKeyLen])] != binary.BigEndian.Uint64(chunks[boltRecordKeyLen:]) {
+			if err := deleteBoltChunks(w.tx, chunks); err != nil {
+				return err
+			}
 		}
+		if err := sb.Delete(k); err != nil {
+			return err
+		}
+		w.changed = true
 	}
 	for _, k := range bad {
 		w.changed = true
