@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var (
@@ -136,6 +138,14 @@ type BoltStore struct {
 	closeMu sync.RWMutex // shared by every method, exclusive in Close
 	closed  bool
 	wmu     sync.Mutex // one write transaction of this process at a time
+
+	// The database handle kept between operations (see session): used
+	// shared by read sessions, exclusively by write sessions.
+	hmu         sync.RWMutex
+	handle      *bolt.DB
+	handleFile  os.FileInfo // the file it has open
+	handleGen   uint64      // the generation it is current for
+	handleStale bool        // the file was replaced (compacted): drop it
 	synced  time.Time  // last sync by a commit; zero asks the next commit to sync; guarded by wmu
 
 	mu       sync.Mutex // guards everything below
@@ -218,6 +228,9 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 		cache: newEntryCache(cfg.cache), synced: time.Now(),
 	}
 	if err := s.openFile(context.Background()); err != nil {
+		s.hmu.Lock()
+		s.dropHandle()
+		s.hmu.Unlock()
 		genFile.Close()
 		return nil, fmt.Errorf("etagcache: open %s: %w", path, err)
 	}
@@ -417,6 +430,9 @@ func (s *BoltStore) Close() error {
 		err = nil // already reported by every call
 	}
 	s.mu.Unlock()
+	s.hmu.Lock()
+	s.dropHandle()
+	s.hmu.Unlock()
 	if cerr := s.genFile.Close(); err == nil {
 		err = cerr
 	}

@@ -143,9 +143,9 @@ func checkBoltMetas(path string) error {
 // openBoltDB opens the bbolt file for one operation. Commits do not sync
 // (the store syncs on its own schedule), and the file grows by small steps
 // so that it stays close to what it holds.
-func openBoltDB(path string, readOnly bool, allocSize int, timeout time.Duration) (*bolt.DB, error) {
+func openBoltDB(path string, readOnly bool, allocSize int, timeout time.Duration) (*bolt.DB, *os.File, error) {
 	if err := checkBoltMetas(path); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var f *os.File
 	opts := &bolt.Options{
@@ -166,18 +166,18 @@ func openBoltDB(path string, readOnly bool, allocSize int, timeout time.Duration
 	switch {
 	case err == nil:
 		db.AllocSize = allocSize
-		return db, nil
+		return db, f, nil
 	case errors.Is(err, ErrCorruptFile):
 		if f != nil {
 			_ = f.Close() // bbolt panicked with the file open and locked
 		}
-		return nil, err
+		return nil, nil, err
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("%w: another program holds it without etagcache's lock file", ErrStoreLocked)
+		return nil, nil, fmt.Errorf("%w: another program holds it without etagcache's lock file", ErrStoreLocked)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("%w: %v", ErrCorruptFile, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrCorruptFile, err)
 	}
-	return nil, err
+	return nil, nil, err
 }
 
 // boltLock is one hold of the lock file path+".lock". Every operation of

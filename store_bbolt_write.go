@@ -34,11 +34,19 @@ func isDamage(err error) bool {
 	return errors.Is(err, ErrCorruptFile) || errors.Is(err, ErrIncompatibleFile)
 }
 
-// session runs fn on the database opened for one operation, under the lock
-// file (exclusive when write). fn reports whether it committed a change, in
-// which case the generation is incremented before the lock is released. A
-// damaged or foreign file is set aside (WithBoltRecover; the error is then
-// errSetAside) or marks the store broken.
+// session runs fn on the database, under the lock file (exclusive when
+// write). fn reports whether it committed a change, in which case the
+// generation is incremented before the lock is released.
+//
+// A write session keeps the database open afterwards (the handle), with
+// bbolt's own lock on the file released: the lock file guards it. The next
+// session uses the handle again if the generation shows that no other
+// process has written since, and otherwise drops it and opens the file
+// anew; a read session without a current handle opens the file read-only
+// for the one operation.
+//
+// A damaged or foreign file is set aside (WithBoltRecover; the error is
+// then errSetAside) or marks the store broken.
 func (s *BoltStore) session(ctx context.Context, write bool, fn func(db *bolt.DB, gen uint64) (bool, error)) error {
 	lk, err := lockBolt(ctx, s.lockPath, write, s.cfg.lockTimeout)
 	if err != nil {
@@ -48,33 +56,75 @@ func (s *BoltStore) session(ctx context.Context, write bool, fn func(db *bolt.DB
 	if w := int64(lk.wait); w > s.maxWait.Load() {
 		s.maxWait.Store(w) // a racy maximum is good enough for a statistic
 	}
-	before, _ := os.Stat(s.path)
 	gen := lk.gen()
-	db, err := openBoltDB(s.path, !write, s.allocSize, s.cfg.lockTimeout)
-	if !write && errors.Is(err, fs.ErrNotExist) {
-		return ErrNotFound // removed by hand: nothing stored; the next write makes a new file
-	}
-	if err == nil {
+	var damaged os.FileInfo
+	err = func() error {
+		if write {
+			s.hmu.Lock()
+			defer s.hmu.Unlock()
+		} else {
+			s.hmu.RLock()
+			defer s.hmu.RUnlock()
+		}
+		db := s.handle
+		if db != nil && s.handleGen != gen {
+			if write {
+				s.dropHandle()
+			}
+			db = nil
+		}
+		damaged = s.handleFile
+		own := false
+		if db == nil {
+			damaged, _ = os.Stat(s.path)
+			var f *os.File
+			var err error
+			db, f, err = openBoltDB(s.path, !write, s.allocSize, s.cfg.lockTimeout)
+			if !write && errors.Is(err, fs.ErrNotExist) {
+				return ErrNotFound // removed by hand: nothing stored; the next write makes a new file
+			}
+			if err != nil {
+				return err
+			}
+			if write {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) // the lock file guards it from now on
+				s.handle, s.handleFile, s.handleGen = db, damaged, gen
+			} else {
+				own = true
+			}
+		}
+		var st0 bolt.TxStats
+		if write {
+			st0 = db.Stats().TxStats
+		}
 		var changed bool
-		err = guard(func() error {
+		err := guard(func() error {
 			var err error
 			changed, err = fn(db, gen)
 			return err
 		})
-		if write {
-			st := db.Stats().TxStats
-			s.pageHits.Add(st.GetPageAlloc())
-			s.writeOps.Add(st.GetWrite())
+		if own {
+			if cerr := guard(db.Close); err == nil {
+				err = cerr
+			}
 		}
-		if cerr := db.Close(); err == nil && cerr != nil {
-			err = cerr
+		if !write {
+			return err
 		}
+		st := db.Stats().TxStats
+		s.pageHits.Add(st.GetPageAlloc() - st0.GetPageAlloc())
+		s.writeOps.Add(st.GetWrite() - st0.GetWrite())
 		if changed {
 			if gerr := lk.setGen(gen + 1); err == nil {
 				err = gerr
 			}
+			s.handleGen = gen + 1
 		}
-	}
+		if err != nil || s.handleStale {
+			s.dropHandle()
+		}
+		return err
+	}()
 	if !isDamage(err) {
 		return err
 	}
@@ -90,10 +140,22 @@ func (s *BoltStore) session(ctx context.Context, write bool, fn func(db *bolt.DB
 			return err
 		}
 	}
-	if err := s.setAside(lk, before, err); err != nil {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	s.dropHandle()
+	if err := s.setAside(lk, damaged, err); err != nil {
 		return err
 	}
 	return errSetAside
+}
+
+// dropHandle closes the kept database handle, if any. The caller holds hmu
+// exclusively.
+func (s *BoltStore) dropHandle() {
+	if s.handle != nil {
+		_ = guard(s.handle.Close)
+	}
+	s.handle, s.handleFile, s.handleStale = nil, nil, false
 }
 
 // setAside renames the damaged file, unless another process already did,
@@ -107,7 +169,7 @@ func (s *BoltStore) setAside(lk *boltLock, damaged os.FileInfo, cause error) err
 		s.cfg.log.Warn("etagcache: the cache file was damaged or not a cache; it was set aside and an empty cache started",
 			"path", s.path, "moved_to", aside, "reason", cause)
 	}
-	db, err := openBoltDB(s.path, false, s.allocSize, s.cfg.lockTimeout)
+	db, _, err := openBoltDB(s.path, false, s.allocSize, s.cfg.lockTimeout)
 	if err != nil {
 		return err
 	}
@@ -418,6 +480,7 @@ func (s *BoltStore) maybeCompact(db *bolt.DB) error {
 	}
 	if err == nil {
 		err = os.Rename(tmp, s.path)
+		s.handleStale = true // it maps the old file
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
