@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // The layout of a BoltStore file, schema version 2:
@@ -15,7 +17,7 @@ import (
 //	bucket "etagcache": "version" → uint64 big-endian (the schema marker),
 //	                    "large:" | record key | body id → "" (see putLarge)
 //	bucket "meta":      record key → meta record
-//	bucket "body":      record key | body id | chunk number → body chunk
+//	bucket "body":      record key | body id → bucket: chunk number → chunk
 //
 // A record key is SHA-256(key) | 0x00 | SHA-256(variant), 65 bytes whatever
 // the length of key and variant, so all variants of a key share a prefix.
@@ -25,10 +27,13 @@ import (
 //	CRC-32C of the body | body id (uint64) | EncodeEntryMeta
 //
 // all big-endian. The body is cut into chunks of at most boltChunk bytes
-// (none for an empty body), stored under the body id, a random number drawn
-// for each body written: a body is only ever written under a fresh id, and
-// the meta record that names it is written last, so a reader never sees a
-// meta record with another body's chunks. The checksums are verified on
+// (none for an empty body), numbered from 0 (uint32 big-endian) in a bucket
+// of their own, named by the record key and the body id, a random number
+// drawn for each body written: a body is only ever written under a fresh
+// id, and the meta record that names it is written last, so a reader never
+// sees a meta record with another body's chunks. A bucket per body keeps
+// the large chunks of one body out of the pages of others: bbolt rewrites
+// a whole leaf page, values included, when it inserts a key into it. The checksums are verified on
 // every read: a record that fails is a miss and is removed.
 //
 // Any change to this layout must change boltSchemaVersion. Files of version
@@ -47,7 +52,7 @@ const (
 	boltSchemaVersion = 2
 	boltMetaPrefix    = 4 + 8 + 8 + 4 + 8
 	boltRecordKeyLen  = 2*sha256.Size + 1
-	boltChunkKeyLen   = boltRecordKeyLen + 8 + 4
+	boltBodyKeyLen    = boltRecordKeyLen + 8
 	boltChunk         = 1 << 20
 )
 
@@ -101,10 +106,11 @@ func parseBoltMetaRecord(v []byte) (boltMetaRecord, error) {
 
 // boltSize is what an entry counts against the size bound: the bytes of
 // its records, keys and values, as bbolt stores them, plus bbolt's
-// per-element header (16 bytes) for each.
+// per-element header (16 bytes) for each, and the header of the body's
+// bucket.
 func boltSize(m *boltMetaRecord) int64 {
 	n := int64(m.chunks())
-	return boltRecordKeyLen + int64(boltMetaPrefix+len(m.meta)) + int64(m.bodyLen) + n*boltChunkKeyLen + (n+1)*16
+	return boltRecordKeyLen + int64(boltMetaPrefix+len(m.meta)) + 16 + boltBodyKeyLen + 16 + 16 + int64(m.bodyLen) + n*(4+16)
 }
 
 func boltKeyPrefix(key string) []byte {
@@ -117,12 +123,11 @@ func boltRecordKey(key, variant string) []byte {
 	return append(boltKeyPrefix(key), h[:]...)
 }
 
-func boltChunkKey(rk []byte, id, chunk uint64) []byte {
-	k := make([]byte, 0, boltChunkKeyLen)
-	k = append(k, rk...)
-	k = binary.BigEndian.AppendUint64(k, id)
-	return binary.BigEndian.AppendUint32(k, uint32(chunk))
+func boltBodyKey(rk []byte, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, boltBodyKeyLen), rk...), id)
 }
+
+func boltChunkKey(i uint64) []byte { return binary.BigEndian.AppendUint32(nil, uint32(i)) }
 
 // boltGet tells a missing key from an empty value, which Bucket.Get does not.
 func boltGet(b *bolt.Bucket, k []byte) ([]byte, bool) {
@@ -130,20 +135,32 @@ func boltGet(b *bolt.Bucket, k []byte) ([]byte, bool) {
 	return v, bytes.Equal(ck, k)
 }
 
-// deleteBoltRecord removes the meta record of rk and every body chunk
-// stored under rk, whatever its body id.
+// deleteBoltRecord removes the meta record of rk and every body stored
+// under rk, whatever its body id.
 func deleteBoltRecord(tx *bolt.Tx, rk []byte) error {
 	if err := tx.Bucket(boltMetaBucket).Delete(rk); err != nil {
 		return err
 	}
-	return deleteBoltChunks(tx, rk)
+	return deleteBoltBodies(tx, rk, nil)
 }
 
-// deleteBoltChunks removes the body chunks whose key starts with prefix.
-func deleteBoltChunks(tx *bolt.Tx, prefix []byte) error {
-	c := tx.Bucket(boltBodyBucket).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
+// deleteBoltBodies removes the bodies whose key starts with prefix, but
+// for keep.
+func deleteBoltBodies(tx *bolt.Tx, prefix, keep []byte) error {
+	bb := tx.Bucket(boltBodyBucket)
+	var keys [][]byte
+	c := bb.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if !bytes.Equal(k, keep) {
+			keys = append(keys, bytes.Clone(k))
+		}
+	}
+	for _, k := range keys {
+		err := bb.DeleteBucket(k)
+		if errors.Is(err, berrors.ErrIncompatibleValue) { // not a bucket: damaged
+			err = bb.Delete(k)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -152,14 +169,29 @@ func deleteBoltChunks(tx *bolt.Tx, prefix []byte) error {
 
 // putBoltChunks writes body under rk and id, from chunk number first on.
 func putBoltChunks(tx *bolt.Tx, rk []byte, id uint64, body []byte, first uint64) error {
-	bb := tx.Bucket(boltBodyBucket)
+	sub, err := tx.Bucket(boltBodyBucket).CreateBucketIfNotExists(boltBodyKey(rk, id))
+	if err != nil {
+		return err
+	}
 	for i := first; i*boltChunk < uint64(len(body)); i++ {
 		end := min(uint64(len(body)), (i+1)*boltChunk)
-		if err := bb.Put(boltChunkKey(rk, id, i), body[i*boltChunk:end]); err != nil {
+		if err := sub.Put(boltChunkKey(i), body[i*boltChunk:end]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// boltChunksThere reports whether the chunks of m's body are all there,
+// of the right lengths (their content is checked by readers).
+func boltChunksThere(tx *bolt.Tx, rk []byte, m *boltMetaRecord) bool {
+	sub := tx.Bucket(boltBodyBucket).Bucket(boltBodyKey(rk, m.bodyID))
+	for i := range m.chunks() {
+		if sub == nil || uint64(len(sub.Get(boltChunkKey(i)))) != min(m.bodyLen-i*boltChunk, boltChunk) {
+			return false
+		}
+	}
+	return true
 }
 
 // readBoltEntry reads the entry under rk: ErrNotFound, or an error wrapping
@@ -194,13 +226,17 @@ func readBoltEntry(tx *bolt.Tx, rk []byte, maxBody uint64) (*Entry, *boltMetaRec
 		}
 		return e, &m, nil
 	}
+	sub := tx.Bucket(boltBodyBucket).Bucket(boltBodyKey(rk, m.bodyID))
+	if sub == nil {
+		return nil, nil, fmt.Errorf("%w: body missing", ErrCorruptEntry)
+	}
 	body := make([]byte, 0, m.bodyLen)
 	crc := uint32(0)
-	c := tx.Bucket(boltBodyBucket).Cursor()
-	k, v := c.Seek(boltChunkKey(rk, m.bodyID, 0))
+	c := sub.Cursor()
+	k, v := c.First()
 	for i := range m.chunks() {
 		want := min(m.bodyLen-i*boltChunk, boltChunk)
-		if !bytes.Equal(k, boltChunkKey(rk, m.bodyID, i)) || uint64(len(v)) != want {
+		if !bytes.Equal(k, boltChunkKey(i)) || uint64(len(v)) != want {
 			return nil, nil, fmt.Errorf("%w: body chunk %d missing or of the wrong length", ErrCorruptEntry, i)
 		}
 		crc = crc32.Update(crc, castagnoli, v)

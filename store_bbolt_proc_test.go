@@ -165,7 +165,7 @@ func checkBoltFile(t *testing.T, path string) (entries int) {
 		}))
 		return bb.ForEach(func(k, _ []byte) error {
 			id, ok := ids[string(k[:boltRecordKeyLen])]
-			assert.True(t, ok && id == binary.BigEndian.Uint64(k[boltRecordKeyLen:]), "body chunk without metadata")
+			assert.True(t, ok && len(k) == boltBodyKeyLen && id == binary.BigEndian.Uint64(k[boltRecordKeyLen:]), "body without metadata")
 			return nil
 		})
 	}))

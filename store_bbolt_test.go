@@ -267,7 +267,7 @@ func putRaw(t *testing.T, path, key, variant string, meta []byte, body []byte) {
 				return err
 			}
 		} else { // chunks of a large Put that was cut short
-			mark := append(bytes.Clone(boltLargeMark), boltChunkKey(rk, 7, 0)[:boltRecordKeyLen+8]...)
+			mark := append(bytes.Clone(boltLargeMark), boltBodyKey(rk, 7)...)
 			if err := tx.Bucket(boltSchemaBucket).Put(mark, nil); err != nil {
 				return err
 			}

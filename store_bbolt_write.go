@@ -503,7 +503,7 @@ func (s *BoltStore) putLarge(ctx context.Context, rk []byte, e *Entry) error {
 	}
 	m.bodyCRC = crc32.Checksum(e.Body, castagnoli)
 	const group = 8
-	mark := append(bytes.Clone(boltLargeMark), boltChunkKey(rk, m.bodyID, 0)[:boltRecordKeyLen+8]...)
+	mark := append(bytes.Clone(boltLargeMark), boltBodyKey(rk, m.bodyID)...)
 	for first := uint64(0); first < m.chunks(); first += group {
 		err := s.commit(ctx, func(w *boltWrite) error {
 			w.changed = true
@@ -522,13 +522,8 @@ func (s *BoltStore) putLarge(ctx context.Context, rk []byte, e *Entry) error {
 		runtime.GC()
 	}
 	return s.commit(ctx, func(w *boltWrite) error {
-		bb := w.tx.Bucket(boltBodyBucket)
-		for i := range m.chunks() {
-			k, v := bb.Cursor().Seek(boltChunkKey(rk, m.bodyID, i))
-			if !bytes.Equal(k, boltChunkKey(rk, m.bodyID, i)) || uint64(len(v)) != min(m.bodyLen-i*boltChunk, boltChunk) {
-				_ = deleteBoltChunks(w.tx, boltChunkKey(rk, m.bodyID, 0)[:boltRecordKeyLen+8])
-				return fmt.Errorf("etagcache: bolt store: the body of a large entry was removed while it was written")
-			}
+		if !boltChunksThere(w.tx, rk, &m) {
+			return fmt.Errorf("etagcache: bolt store: the body of a large entry was removed while it was written")
 		}
 		if err := w.tx.Bucket(boltSchemaBucket).Delete(mark); err != nil {
 			return err
@@ -557,7 +552,7 @@ func (s *BoltStore) newWrite() *boltWrite {
 // that fail their checksums and body chunks that no meta record names are
 // removed.
 func (w *boltWrite) loadIndex(sweep bool) error {
-	mb, bb := w.tx.Bucket(boltMetaBucket), w.tx.Bucket(boltBodyBucket)
+	mb := w.tx.Bucket(boltMetaBucket)
 	var items []*boltItem
 	var bad [][]byte
 	ids := map[string]uint64{}
@@ -594,8 +589,8 @@ func (w *boltWrite) loadIndex(sweep bool) error {
 	}
 	for _, k := range marks {
 		chunks := k[len(boltLargeMark):]
-		if len(chunks) == boltRecordKeyLen+8 && ids[string(chunks[:boltRecordKeyLen])] != binary.BigEndian.Uint64(chunks[boltRecordKeyLen:]) {
-			if err := deleteBoltChunks(w.tx, chunks); err != nil {
+		if len(chunks) == boltBodyKeyLen && ids[string(chunks[:boltRecordKeyLen])] != binary.BigEndian.Uint64(chunks[boltRecordKeyLen:]) {
+			if err := deleteBoltBodies(w.tx, chunks, nil); err != nil {
 				return err
 			}
 		}
@@ -605,12 +600,7 @@ func (w *boltWrite) loadIndex(sweep bool) error {
 		w.changed = true
 	}
 	for _, k := range bad {
-		w.changed = true
-		if len(k) == boltChunkKeyLen {
-			if err := bb.Delete(k); err != nil {
-				return err
-			}
-		} else if err := w.remove(k); err != nil {
+		if err := w.remove(k); err != nil {
 			return err
 		}
 	}
@@ -684,16 +674,8 @@ func (w *boltWrite) put(rk []byte, e *Entry, at int64) error {
 // in place, and removes the chunks of the body it replaces.
 func (w *boltWrite) setRecord(rk []byte, m *boltMetaRecord, e *Entry) error {
 	mb := w.tx.Bucket(boltMetaBucket)
-	if old, ok := boltGet(mb, rk); ok {
-		prefix := rk
-		if om, err := parseBoltMetaRecord(old); err == nil && om.bodyID != m.bodyID {
-			prefix = boltChunkKey(rk, om.bodyID, 0)[:boltRecordKeyLen+8]
-		}
-		if !bytes.Equal(prefix, rk) {
-			if err := deleteBoltChunks(w.tx, prefix); err != nil {
-				return err
-			}
-		}
+	if err := deleteBoltBodies(w.tx, rk, boltBodyKey(rk, m.bodyID)); err != nil {
+		return err
 	}
 	if m.used == 0 {
 		m.used = w.now
@@ -766,7 +748,7 @@ func (w *boltWrite) deletePrefix(prefix []byte) error {
 	}
 	if k, _ := w.tx.Bucket(boltBodyBucket).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 		w.changed = true
-		if err := deleteBoltChunks(w.tx, prefix); err != nil {
+		if err := deleteBoltBodies(w.tx, prefix, nil); err != nil {
 			return err
 		}
 	}
