@@ -48,83 +48,7 @@ func isDamage(err error) bool {
 // A damaged or foreign file is set aside (WithBoltRecover; the error is
 // then errSetAside) or marks the store broken.
 func (s *BoltStore) session(ctx context.Context, write bool, fn func(db *bolt.DB, gen uint64) (bool, error)) error {
-	lk, err := lockBolt(ctx, s.lockPath, write, s.cfg.lockTimeout)
-	if err != nil {
-		return err
-	}
-	defer func() { lk.release() }()
-	if w := int64(lk.wait); w > s.maxWait.Load() {
-		s.maxWait.Store(w) // a racy maximum is good enough for a statistic
-	}
-	gen := lk.gen()
-	var damaged os.FileInfo
-	err = func() error {
-		if write {
-			s.hmu.Lock()
-			defer s.hmu.Unlock()
-		} else {
-			s.hmu.RLock()
-			defer s.hmu.RUnlock()
-		}
-		db := s.handle
-		if db != nil && s.handleGen != gen {
-			if write {
-				s.dropHandle()
-			}
-			db = nil
-		}
-		damaged = s.handleFile
-		own := false
-		if db == nil {
-			damaged, _ = os.Stat(s.path)
-			var f *os.File
-			var err error
-			db, f, err = openBoltDB(s.path, !write, s.allocSize, s.cfg.lockTimeout)
-			if !write && errors.Is(err, fs.ErrNotExist) {
-				return ErrNotFound // removed by hand: nothing stored; the next write makes a new file
-			}
-			if err != nil {
-				return err
-			}
-			if write {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) // the lock file guards it from now on
-				s.handle, s.handleFile, s.handleGen = db, damaged, gen
-			} else {
-				own = true
-			}
-		}
-		var st0 bolt.TxStats
-		if write {
-			st0 = db.Stats().TxStats
-		}
-		var changed bool
-		err := guard(func() error {
-			var err error
-			changed, err = fn(db, gen)
-			return err
-		})
-		if own {
-			if cerr := guard(db.Close); err == nil {
-				err = cerr
-			}
-		}
-		if !write {
-			return err
-		}
-		st := db.Stats().TxStats
-		s.pageHits.Add(st.GetPageAlloc() - st0.GetPageAlloc())
-		s.writeOps.Add(st.GetWrite() - st0.GetWrite())
-		if changed {
-			if gerr := lk.setGen(gen + 1); err == nil {
-				err = gerr
-			}
-			s.handleGen = gen + 1
-		}
-		if err != nil || s.handleStale {
-			s.dropHandle()
-		}
-		return err
-	}()
+	damaged, err := s.sessionOnce(ctx, write, fn)
 	if !isDamage(err) {
 		return err
 	}
@@ -134,19 +58,97 @@ func (s *BoltStore) session(ctx context.Context, write bool, fn func(db *bolt.DB
 		s.mu.Unlock()
 		return err
 	}
-	if !write { // setting aside takes the exclusive lock
-		lk.release()
-		if lk, err = lockBolt(ctx, s.lockPath, true, s.cfg.lockTimeout); err != nil {
-			return err
-		}
-	}
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
+	lk, lerr := lockBolt(ctx, s.lockPath, true, s.cfg.lockTimeout)
+	if lerr != nil {
+		return lerr
+	}
+	defer lk.release()
 	s.dropHandle()
 	if err := s.setAside(lk, damaged, err); err != nil {
 		return err
 	}
 	return errSetAside
+}
+
+// sessionOnce is session but for what a damaged file calls for; it
+// returns the file it found damaged. In-process turns are taken on hmu
+// first (a mutex wakes its waiters at once), then on the lock file.
+func (s *BoltStore) sessionOnce(ctx context.Context, write bool, fn func(db *bolt.DB, gen uint64) (bool, error)) (damaged os.FileInfo, err error) {
+	if write {
+		s.hmu.Lock()
+		defer s.hmu.Unlock()
+	} else {
+		s.hmu.RLock()
+		defer s.hmu.RUnlock()
+	}
+	lk, err := lockBolt(ctx, s.lockPath, write, s.cfg.lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.release()
+	if w := int64(lk.wait); w > s.maxWait.Load() {
+		s.maxWait.Store(w) // a racy maximum is good enough for a statistic
+	}
+	gen := lk.gen()
+	db := s.handle
+	if db != nil && s.handleGen != gen {
+		if write {
+			s.dropHandle()
+		}
+		db = nil
+	}
+	damaged = s.handleFile
+	own := false
+	if db == nil {
+		damaged, _ = os.Stat(s.path)
+		var f *os.File
+		db, f, err = openBoltDB(s.path, !write, s.allocSize, s.cfg.lockTimeout)
+		if !write && errors.Is(err, fs.ErrNotExist) {
+			return nil, ErrNotFound // removed by hand: nothing stored; the next write makes a new file
+		}
+		if err != nil {
+			return damaged, err
+		}
+		if write {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) // the lock file guards it from now on
+			s.handle, s.handleFile, s.handleGen = db, damaged, gen
+		} else {
+			own = true
+		}
+	}
+	var st0 bolt.TxStats
+	if write {
+		st0 = db.Stats().TxStats
+	}
+	var changed bool
+	err = guard(func() error {
+		var err error
+		changed, err = fn(db, gen)
+		return err
+	})
+	if own {
+		if cerr := guard(db.Close); err == nil {
+			err = cerr
+		}
+	}
+	if !write {
+		return damaged, err
+	}
+	st := db.Stats().TxStats
+	s.pageHits.Add(st.GetPageAlloc() - st0.GetPageAlloc())
+	s.writeOps.Add(st.GetWrite() - st0.GetWrite())
+	if changed {
+		if gerr := lk.setGen(gen + 1); err == nil {
+			err = gerr
+		}
+		s.handleGen = gen + 1
+	}
+	if err != nil || s.handleStale {
+		s.dropHandle()
+	}
+	return damaged, err
 }
 
 // dropHandle closes the kept database handle, if any. The caller holds hmu
@@ -334,9 +336,11 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 	w := s.newWrite()
 	var result error
 	err := s.session(ctx, true, func(db *bolt.DB, gen uint64) (bool, error) {
+		// The index is changed in place as the transaction goes (Gets may
+		// use it meanwhile: what they see is a state between the one before
+		// and the one after), and dropped if the transaction fails.
 		s.mu.Lock()
 		current := s.idx.valid && s.idx.gen == gen
-		s.idx.valid = false // until this transaction is over
 		s.mu.Unlock()
 		err := db.Update(func(tx *bolt.Tx) error {
 			w.tx = tx
@@ -382,12 +386,13 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 			return nil
 		})
 		if errors.Is(err, errNoChange) {
-			if current {
-				s.finishIndex(gen)
-			}
+			s.finishIndex(gen) // as it was, or as loaded
 			return false, s.maybeSync(db, syncNow)
 		}
 		if err != nil {
+			s.mu.Lock()
+			s.idx.valid = false
+			s.mu.Unlock()
 			return false, err
 		}
 		s.writeTxs.Add(1)
