@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -236,18 +237,19 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 		s.dropHandle()
 		s.hmu.Unlock()
 		genFile.Close()
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return nil, boltPathError(path, err)
+		}
 		return nil, fmt.Errorf("etagcache: open %s: %w", path, err)
 	}
 	go s.writer()
 	return s, nil
 }
 
-// boltPathError explains an error creating the store's files.
+// boltPathError explains an error creating the store's folder or files:
+// not allowed, a read-only file system, a file where a folder should be.
 func boltPathError(path string, err error) error {
-	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist) || isReadOnlyFS(err) {
-		return fmt.Errorf("etagcache: cannot create the cache at %s: %w; choose a writable location (such as one under os.UserCacheDir()) or make its folder writable", path, err)
-	}
-	return fmt.Errorf("etagcache: open %s: %w", path, err)
+	return fmt.Errorf("etagcache: cannot create the cache at %s: %w; choose a writable location (such as one under os.UserCacheDir()) or make its folder writable", path, err)
 }
 
 // Get implements Store. An entry waiting to be written, or in the memory

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -53,16 +54,31 @@ func appendDigest(b []byte) []byte {
 	return append(b, sum[:]...)
 }
 
-func openBoltForDamage(path string) (*BoltStore, error) { return OpenBoltStore(path) }
 
 // boltDamageChild opens the store at path and reads every fixture key,
 // printing one RESULT line: entries served, served entries that were wrong,
 // and errors other than misses.
 func boltDamageChild(path string) {
-	s, err := openBoltForDamage(path)
+	var logs bytes.Buffer
+	s, err := OpenBoltStore(path)
+	refused := ""
 	if err != nil {
-		fmt.Printf("RESULT open-error served=0 wrong=0 errors=0 err=%q\n", strings.ReplaceAll(err.Error(), "\n", " "))
-		return
+		// Refused: it must say why, and recovery must then give a working,
+		// empty store with one log line.
+		if !errors.Is(err, ErrCorruptFile) && !errors.Is(err, ErrIncompatibleFile) {
+			fmt.Printf("RESULT bad-open-error err=%q\n", err.Error())
+			return
+		}
+		refused = "refused "
+		s, err = OpenBoltStore(path, WithBoltRecover(true), WithBoltLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		if err != nil {
+			fmt.Printf("RESULT recover-failed err=%q\n", err.Error())
+			return
+		}
+		if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), "set aside") {
+			fmt.Printf("RESULT recover-log lines=%d log=%q\n", n, logs.String())
+			return
+		}
 	}
 	served, wrong, errs := 0, 0, 0
 	ctx := context.Background()
@@ -87,7 +103,7 @@ func boltDamageChild(path string) {
 		}
 	}
 	cerr := s.Close()
-	fmt.Printf("RESULT ok served=%d wrong=%d errors=%d close=%v\n", served, wrong, errs, cerr != nil)
+	fmt.Printf("RESULT ok %sserved=%d wrong=%d errors=%d close=%v\n", refused, served, wrong, errs, cerr != nil)
 }
 
 type boltDamageResult struct {
@@ -117,6 +133,7 @@ func runBoltDamageChild(t *testing.T, path string) boltDamageResult {
 		return r
 	}
 	r.wrong = !strings.Contains(r.line, " wrong=0 ")
+	r.crashed = !strings.HasPrefix(r.line, "RESULT ok ") // a failed recovery counts as one
 	return r
 }
 
@@ -185,10 +202,90 @@ func TestBoltStoreSurvivesDamage(t *testing.T) {
 			wrong++
 			t.Errorf("%s: a wrong entry was served: %s", tr.name, r.line)
 		}
-		if strings.Contains(r.line, "open-error") {
+		if strings.Contains(r.line, " refused ") {
 			refused++
 		}
 	}
-	t.Logf("%d damaged files: %d crashes, %d hangs, %d with a wrong entry served, %d refused at open", len(trials), crashed, hung, wrong, refused)
+	t.Logf("%d damaged files: %d crashes, %d hangs, %d with a wrong entry served, %d refused at open (then recovered)", len(trials), crashed, hung, wrong, refused)
 	assert.Zero(t, crashed+hung+wrong)
+}
+
+func TestBoltStoreRecoverSetsDamagedFileAside(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cache.db")
+	fixture := boltDamageFixture(t)
+	require.NoError(t, os.WriteFile(path, fixture[:len(fixture)/2], 0o600)) // cut in half
+
+	_, err := OpenBoltStore(path)
+	require.ErrorIs(t, err, ErrCorruptFile)
+	assert.Contains(t, err.Error(), path)
+	after, rerr := os.ReadFile(path)
+	require.NoError(t, rerr)
+	assert.Len(t, after, len(fixture)/2, "refused without recovery: left untouched")
+
+	var logs bytes.Buffer
+	s, err := OpenBoltStore(path, WithBoltRecover(true), WithBoltLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, 1, strings.Count(logs.String(), "\n"), "one log line: %s", logs.String())
+	assert.Contains(t, logs.String(), "set aside")
+	aside, err := filepath.Glob(path + ".corrupt-*")
+	require.NoError(t, err)
+	require.Len(t, aside, 1)
+	kept, err := os.ReadFile(aside[0])
+	require.NoError(t, err)
+	assert.Equal(t, fixture[:len(fixture)/2], kept, "the damaged file is kept as it was")
+
+	ctx := context.Background()
+	_, err = s.Get(ctx, "k1", "")
+	require.ErrorIs(t, err, ErrNotFound)
+	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("new"))))
+	boltFlush(t, s)
+	e, err := s.Get(ctx, "k", "")
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(e.Body))
+}
+
+// A file damaged while a store has it open (here: replaced by a file of
+// another format) is found by the next operation that reads it; with
+// recovery it is set aside and the store goes on.
+func TestBoltStoreRecoverWhileOpen(t *testing.T) {
+	ctx := context.Background()
+	var logs bytes.Buffer
+	s, path := openTestBolt(t, WithBoltRecover(true), WithBoltCache(0), WithBoltLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("x"))))
+	boltFlush(t, s)
+	require.NoError(t, os.WriteFile(path+".tmp", bytes.Repeat([]byte("garbage!"), 4096), 0o600))
+	require.NoError(t, os.Rename(path+".tmp", path))
+	held, err := lockBolt(ctx, path+".lock", true, time.Second) // as another process's write would
+	require.NoError(t, err)
+	require.NoError(t, held.setGen(held.gen()+1))
+	held.release()
+
+	_, err = s.Get(ctx, "k", "")
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.Equal(t, 1, strings.Count(logs.String(), "\n"), "one log line: %s", logs.String())
+	require.NoError(t, s.Put(ctx, "k2", "", boltTestEntry([]byte("y"))))
+	boltFlush(t, s)
+	e, err := s.Get(ctx, "k2", "")
+	require.NoError(t, err)
+	assert.Equal(t, "y", string(e.Body))
+}
+
+func TestBoltStoreUnwritableLocation(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root writes anywhere; a path under a regular file cannot be
+		// created by anyone.
+		t.Log("running as root: using a path under a regular file")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	for _, path := range []string{filepath.Join(file, "cache.db"), "/proc/etagcache-test/cache.db"} {
+		_, err := OpenBoltStore(path)
+		require.Error(t, err, path)
+		assert.Contains(t, err.Error(), path)
+		assert.Contains(t, err.Error(), "choose a writable location")
+		assert.NotContains(t, err.Error(), "\n")
+	}
 }

@@ -28,8 +28,6 @@ var (
 	errNoChange = errors.New("etagcache: nothing to write")
 )
 
-func isReadOnlyFS(err error) bool { return errors.Is(err, syscall.EROFS) }
-
 func isDamage(err error) bool {
 	return errors.Is(err, ErrCorruptFile) || errors.Is(err, ErrIncompatibleFile)
 }
