@@ -150,7 +150,7 @@ type BoltStore struct {
 	handleFile  os.FileInfo // the file it has open
 	handleGen   uint64      // the generation it is current for
 	handleStale bool        // the file was replaced (compacted): drop it
-	synced  time.Time  // last sync by a commit; zero asks the next commit to sync; guarded by wmu
+	synced      time.Time   // last sync by a commit; zero asks the next commit to sync; guarded by wmu
 
 	mu       sync.Mutex // guards everything below
 	idx      boltIndex

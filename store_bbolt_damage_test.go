@@ -54,7 +54,6 @@ func appendDigest(b []byte) []byte {
 	return append(b, sum[:]...)
 }
 
-
 // boltDamageChild opens the store at path and reads every fixture key,
 // printing one RESULT line: entries served, served entries that were wrong,
 // and errors other than misses.
