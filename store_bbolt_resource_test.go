@@ -173,6 +173,9 @@ func TestBoltStoreLargeBodyMemory(t *testing.T) {
 		}
 		t.Logf("%s of %d MiB: peak resident %.0f MiB (%.2fx the body; %.0f MiB before the call), %d ms",
 			role, size>>20, float64(hwm)/(1<<20), float64(hwm)/float64(size), float64(base)/(1<<20), ms)
+		if raceBuild() {
+			continue // the race detector's shadow memory counts too: measured, not judged
+		}
 		if role == "bigget" {
 			require.Contains(t, line, "ok=true")
 			assert.Less(t, float64(hwm), 1.3*float64(size))
