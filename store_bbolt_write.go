@@ -209,6 +209,32 @@ func (s *BoltStore) openFile(ctx context.Context) error {
 }
 
 func (s *BoltStore) openFileOnce(ctx context.Context) error {
+	// Most opens find a sound store within its bound: they need only read
+	// it, and processes starting together then read it together.
+	errRepair := errors.New("repair")
+	err := s.session(ctx, false, func(db *bolt.DB, gen uint64) (bool, error) {
+		err := db.View(func(tx *bolt.Tx) error {
+			if fresh, err := checkBoltSchema(tx); err != nil || fresh {
+				return cmp.Or(err, errRepair)
+			}
+			w := s.newWrite()
+			w.tx = tx
+			if repair, err := w.loadIndex(false); err != nil || repair {
+				return cmp.Or(err, errRepair)
+			}
+			if s.Size() > s.cfg.maxBytes {
+				return errRepair
+			}
+			return nil
+		})
+		if err == nil {
+			s.finishIndex(gen)
+		}
+		return false, err
+	})
+	if err == nil || isDamage(err) || errors.Is(err, errSetAside) || errors.Is(err, ErrStoreLocked) || ctx.Err() != nil {
+		return err
+	}
 	return s.session(ctx, true, func(db *bolt.DB, gen uint64) (bool, error) {
 		w := s.newWrite()
 		err := db.Update(func(tx *bolt.Tx) error {
@@ -223,7 +249,7 @@ func (s *BoltStore) openFileOnce(ctx context.Context) error {
 					return err
 				}
 			}
-			if err := w.loadIndex(true); err != nil {
+			if _, err := w.loadIndex(true); err != nil {
 				return err
 			}
 			if err := w.evict(); err != nil {
@@ -353,7 +379,7 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 				current = false
 			}
 			if !current {
-				if err := w.loadIndex(false); err != nil {
+				if _, err := w.loadIndex(false); err != nil {
 					return err
 				}
 			}
@@ -554,7 +580,7 @@ func (s *BoltStore) newWrite() *boltWrite {
 // loadIndex rebuilds the index from the meta records. With sweep, records
 // that fail their checksums and body chunks that no meta record names are
 // removed.
-func (w *boltWrite) loadIndex(sweep bool) error {
+func (w *boltWrite) loadIndex(sweep bool) (repair bool, err error) {
 	mb := w.tx.Bucket(boltMetaBucket)
 	var items []*boltItem
 	var bad [][]byte
@@ -578,13 +604,13 @@ func (w *boltWrite) loadIndex(sweep bool) error {
 	w.s.mu.Lock()
 	w.s.idx = idx
 	w.s.mu.Unlock()
-	if !sweep {
-		return nil
+	sb := w.tx.Bucket(boltSchemaBucket)
+	if k, _ := sb.Cursor().Seek(boltLargeMark); !sweep {
+		return len(bad) > 0 || bytes.HasPrefix(k, boltLargeMark), nil
 	}
 	// Only a large Put, cut short, leaves body chunks without a meta record;
 	// it marks its chunks until it is done (see putLarge). Reading the keys
 	// of all chunks instead would map every page of the file.
-	sb := w.tx.Bucket(boltSchemaBucket)
 	var marks [][]byte
 	c = sb.Cursor()
 	for k, _ := c.Seek(boltLargeMark); k != nil && bytes.HasPrefix(k, boltLargeMark); k, _ = c.Next() {
@@ -594,20 +620,20 @@ func (w *boltWrite) loadIndex(sweep bool) error {
 		chunks := k[len(boltLargeMark):]
 		if len(chunks) == boltBodyKeyLen && ids[string(chunks[:boltRecordKeyLen])] != binary.BigEndian.Uint64(chunks[boltRecordKeyLen:]) {
 			if err := deleteBoltBodies(w.tx, chunks, nil); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if err := sb.Delete(k); err != nil {
-			return err
+			return false, err
 		}
 		w.changed = true
 	}
 	for _, k := range bad {
 		if err := w.remove(k); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // setItem records in the index that rk now holds an entry of size, last
