@@ -150,7 +150,7 @@ type BoltStore struct {
 	handleFile  os.FileInfo // the file it has open
 	handleGen   uint64      // the generation it is current for
 	handleStale bool        // the file was replaced (compacted): drop it
-	synced      time.Time   // last sync by a commit; zero asks the next commit to sync; guarded by wmu
+	closeWrite  bool        // Close's commit: write the recency of reads even alone; guarded by wmu
 
 	mu       sync.Mutex // guards everything below
 	idx      boltIndex
@@ -230,7 +230,7 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 		allocSize: int(min(max(cfg.maxBytes/64, 64<<10), 16<<20)),
 		pending:   make(map[string]*boltPending), used: make(map[string]int64),
 		kick: make(chan struct{}, 1), stopped: make(chan struct{}), closing: make(chan struct{}),
-		cache: newEntryCache(cfg.cache), synced: time.Now(),
+		cache: newEntryCache(cfg.cache),
 	}
 	if err := s.openFile(context.Background()); err != nil {
 		s.hmu.Lock()
@@ -427,11 +427,14 @@ func (s *BoltStore) Close() error {
 	s.closeMu.Unlock()
 	<-s.stopped
 	s.wmu.Lock()
-	s.synced = time.Time{} // sync now
+	s.closeWrite = true
 	s.wmu.Unlock()
 	err := s.commit(context.Background(), nil)
 	if errors.Is(err, ErrNotFound) {
 		err = nil
+	}
+	if serr := s.syncFile(); err == nil { // outside the lock: other processes need not wait for the disk
+		err = serr
 	}
 	s.mu.Lock()
 	if s.broken != nil {

@@ -353,8 +353,8 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 	if broken != nil {
 		return broken
 	}
-	syncNow := s.synced.IsZero() // Close asks for it
-	if len(batch) == 0 && len(used) == 0 && fn == nil && !(syncNow && s.dirty.Load()) {
+	closing := s.closeWrite
+	if len(batch) == 0 && len(used) == 0 && fn == nil {
 		return nil
 	}
 	w := s.newWrite()
@@ -395,7 +395,7 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 					return err
 				}
 			}
-			if w.changed || syncNow { // recency alone is not worth a write, but for Close
+			if w.changed || closing { // recency alone is not worth a write, but for Close
 				if err := w.touch(used); err != nil {
 					return err
 				}
@@ -411,7 +411,7 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 		})
 		if errors.Is(err, errNoChange) {
 			s.finishIndex(gen) // as it was, or as loaded
-			return false, s.maybeSync(db, syncNow)
+			return false, nil
 		}
 		if err != nil {
 			s.mu.Lock()
@@ -425,7 +425,8 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 		if err := s.maybeCompact(db); err != nil {
 			return true, err
 		}
-		return true, s.maybeSync(db, syncNow)
+		s.dirty.Store(true)
+		return true, nil
 	})
 	if len(used) > 0 { // not written: keep for the next write
 		s.mu.Lock()
@@ -456,18 +457,6 @@ func (s *BoltStore) dequeue(batch []boltQueued) {
 			s.pendSize -= int64(len(p.e.Body))
 		}
 	}
-}
-
-// maybeSync syncs the file now if asked, or leaves it to the writer
-// goroutine's next tick.
-func (s *BoltStore) maybeSync(db *bolt.DB, now bool) error {
-	if !now {
-		s.dirty.Store(true)
-		return nil
-	}
-	s.dirty.Store(false)
-	s.synced = time.Now()
-	return db.Sync()
 }
 
 // syncFile flushes the file's written pages to the disk.
@@ -515,7 +504,6 @@ func (s *BoltStore) maybeCompact(db *bolt.DB) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("etagcache: compacting: %w", err)
 	}
-	s.synced = time.Now()
 	return nil
 }
 
