@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Damaged files are opened and read in a child process (this test binary,
@@ -297,3 +299,106 @@ func TestBoltStoreUnwritableLocation(t *testing.T) {
 		assert.NotContains(t, err.Error(), "\n")
 	}
 }
+
+// rawBoltRecord returns a well-formed meta record for e with body, under
+// body id 7, whose checksums then may be spoiled on purpose.
+func rawBoltRecord(e *Entry, body []byte) boltMetaRecord {
+	return boltMetaRecord{used: 1, bodyLen: uint64(len(body)), bodyCRC: crc32.Checksum(body, castagnoli), bodyID: 7, meta: EncodeEntryMeta(e)}
+}
+
+// putRaw writes a meta record and body chunks under key and variant into
+// the file at path, bypassing the store. Without a meta record, the chunks
+// are marked as those of a large Put in progress.
+func putRaw(t *testing.T, path, key, variant string, meta []byte, body []byte) {
+	t.Helper()
+	rk := boltRecordKey(key, variant)
+	writeBoltFile(t, path, func(tx *bolt.Tx) error {
+		if meta != nil {
+			if err := tx.Bucket(boltMetaBucket).Put(rk, meta); err != nil {
+				return err
+			}
+		} else { // chunks of a large Put that was cut short
+			mark := append(bytes.Clone(boltLargeMark), boltBodyKey(rk, 7)...)
+			if err := tx.Bucket(boltSchemaBucket).Put(mark, nil); err != nil {
+				return err
+			}
+		}
+		return putBoltChunks(tx, rk, 7, body, 0)
+	})
+}
+
+// boltView runs fn in a read transaction on the file at path, bypassing
+// the store.
+func boltView(t testing.TB, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.View(fn))
+}
+
+func TestBoltStoreCorruptRecordsAreMissesAndRemoved(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cache.db")
+	s, err := OpenBoltStore(path)
+	require.NoError(t, err)
+	require.NoError(t, s.Put(ctx, "good", "", boltTestEntry([]byte("fine"))))
+	require.NoError(t, s.Close())
+
+	body := []byte("hello")
+	e := boltTestEntry(body)
+	good := rawBoltRecord(e, body)
+	flipped := good.bytes()
+	flipped[len(flipped)-3] ^= 1
+	undecodable := good
+	undecodable.meta = []byte("ETC\x01garbage")
+	withBody := rawBoltRecord(e, []byte("xy"))
+	withBody.meta = EncodeEntry(boltTestEntry([]byte("xy")))
+	putRaw(t, path, "flipped", "", flipped, body)                       // meta checksum: found on opening
+	putRaw(t, path, "undecodable", "", undecodable.bytes(), body)       // found by Get
+	putRaw(t, path, "samelength", "", good.bytes(), []byte("jello"))    // body changed in place
+	putRaw(t, path, "length", "", good.bytes(), []byte("hello, world")) // body length differs
+	putRaw(t, path, "withbody", "", withBody.bytes(), []byte("xy"))     // body in the meta record
+	putRaw(t, path, "orphan", "", nil, body)                            // chunk without meta: found on opening
+	putRaw(t, path, "nochunk", "", good.bytes(), nil)                   // meta without chunks
+	putRaw(t, path, "good2", "", good.bytes(), body)                    // whole
+
+	s, err = OpenBoltStore(path)
+	require.NoError(t, err)
+	defer s.Close()
+	for _, c := range []struct {
+		key    string
+		atOpen bool
+	}{{"flipped", true}, {"orphan", true}, {"undecodable", false}, {"samelength", false}, {"length", false}, {"withbody", false}, {"nochunk", false}} {
+		_, err := s.Get(ctx, c.key, "")
+		if c.atOpen {
+			require.ErrorIs(t, err, ErrNotFound, c.key)
+		} else {
+			require.ErrorIs(t, err, ErrCorruptEntry, c.key)
+			_, err = s.Get(ctx, c.key, "")
+			require.ErrorIs(t, err, ErrNotFound, "%s: reported once, then a plain miss", c.key)
+		}
+		boltView(t, path, func(tx *bolt.Tx) error {
+			rk := boltRecordKey(c.key, "")
+			_, mok := boltGet(tx.Bucket(boltMetaBucket), rk)
+			k, _ := tx.Bucket(boltBodyBucket).Cursor().Seek(rk)
+			assert.False(t, mok || bytes.HasPrefix(k, rk), "records of %q still in the file", c.key)
+			return nil
+		})
+		require.ErrorIs(t, s.UpdateHeader(ctx, c.key, "", boltTestEntry(nil)), ErrNotFound, c.key)
+	}
+	for _, k := range []string{"good", "good2"} {
+		e, err := s.Get(ctx, k, "")
+		require.NoError(t, err)
+		requireWhole(t, e)
+	}
+	assert.Equal(t, 2, s.Len())
+
+	// A record damaged while the store is open is caught by UpdateHeader too.
+	writeBoltFile(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket(boltMetaBucket).Put(boltRecordKey("good", ""), flipped)
+	})
+	require.ErrorIs(t, s.UpdateHeader(ctx, "good", "", boltTestEntry(nil)), ErrNotFound)
+	assert.Equal(t, 1, s.Len())
+}
+
