@@ -401,4 +401,3 @@ func TestBoltStoreCorruptRecordsAreMissesAndRemoved(t *testing.T) {
 	require.ErrorIs(t, s.UpdateHeader(ctx, "good", "", boltTestEntry(nil)), ErrNotFound)
 	assert.Equal(t, 1, s.Len())
 }
-
