@@ -459,6 +459,7 @@ func (s *BoltStore) writer() {
 	defer close(s.stopped)
 	tick := time.NewTicker(boltSyncEvery)
 	defer tick.Stop()
+	var last error
 	for {
 		select {
 		case _, ok := <-s.kick:
@@ -473,9 +474,11 @@ func (s *BoltStore) writer() {
 			case <-s.closing:
 				wait.Stop()
 			}
-			if err := s.commit(context.Background(), nil); err != nil && !errors.Is(err, ErrNotFound) {
+			err := s.commit(context.Background(), nil)
+			if err != nil && !errors.Is(err, ErrNotFound) && (last == nil || err.Error() != last.Error()) {
 				s.cfg.log.Warn("etagcache: writing cached entries failed; they were dropped", "path", s.path, "err", err)
 			}
+			last = err // the same failure again is not news
 		case <-tick.C:
 			if err := s.syncFile(); err != nil {
 				s.cfg.log.Warn("etagcache: syncing the cache file failed", "path", s.path, "err", err)
