@@ -31,6 +31,7 @@ func newSingleClient(t testing.TB, addr string) *redis.Client {
 	c := redis.NewClient(&redis.Options{
 		Addr: addr, DialTimeout: testDialTimeout, ReadTimeout: testIOTimeout, WriteTimeout: testIOTimeout,
 		PoolTimeout: testIOTimeout, MaxRetries: 1, ContextTimeoutEnabled: true,
+		MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 16 * time.Millisecond,
 	})
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -39,7 +40,8 @@ func newSingleClient(t testing.TB, addr string) *redis.Client {
 func newClusterClient(t testing.TB, addrs []string) *redis.ClusterClient {
 	c := redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs: addrs, DialTimeout: testDialTimeout, ReadTimeout: testIOTimeout, WriteTimeout: testIOTimeout,
-		PoolTimeout: testIOTimeout, MaxRetries: 1, MaxRedirects: 3, ContextTimeoutEnabled: true,
+		PoolTimeout: testIOTimeout, MaxRetries: 1, MaxRedirects: 2, ContextTimeoutEnabled: true,
+		MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 16 * time.Millisecond,
 	})
 	t.Cleanup(func() { c.Close() })
 	return c
