@@ -47,9 +47,10 @@
 // should then be set with an allkeys-* eviction policy (allkeys-lru or
 // allkeys-lfu). Bodies no longer named by any header record (the old
 // versions of changed resources) are only reclaimed that way, or by the TTL.
-// With WithTTL, header records expire that long after their last Put or
-// header update, and bodies a minute later (so a body outlives every header
-// record naming it). An evicted body makes its header records a miss, never
+// With WithTTL, a resource's header records expire that long after their
+// last Put or header update, or after the last Get that found less than half
+// of it left (so an entry that is polled stays); bodies live a minute longer
+// (so a body outlives every header record naming it). An evicted body makes its header records a miss, never
 // an error.
 //
 // # Faults

@@ -221,7 +221,8 @@ func TestConcurrentWorkers(t *testing.T) {
 			c := top.client(t)
 			p := testPrefix(t)
 			o, paths := changingOrigin(t, 6)
-			a, b := newWorker(t, c, WithPrefix(p)), newWorker(t, c, WithPrefix(p))
+			// With a TTL, so reads go through the read script.
+			a, b := newWorker(t, c, WithPrefix(p), WithTTL(time.Hour)), newWorker(t, c, WithPrefix(p), WithTTL(time.Hour))
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			var failures []string

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -125,7 +126,10 @@ func TestWarmRevalidationBytes(t *testing.T) {
 		assert.LessOrEqual(t, per, 4096.0, "size %d", size)
 		assert.Greater(t, per, 0.0, "the header record is read")
 	}
-	per := bytesPerWarm304(t, top, c, o, 1<<20, 10, WithLocalCache(0), WithPrefix("nolocal:"))
+	per := bytesPerWarm304(t, top, c, o, 1<<20, 50, WithTTL(time.Hour), WithPrefix("ttl:"))
+	t.Logf("warm 304, 1 MiB body, with a TTL: %.0f bytes", per)
+	assert.LessOrEqual(t, per, 4096.0)
+	per = bytesPerWarm304(t, top, c, o, 1<<20, 10, WithLocalCache(0), WithPrefix("nolocal:"))
 	t.Logf("warm 304, 1 MiB body, local layer off: %.0f bytes", per)
 	assert.Greater(t, per, float64(1<<20), "without the local layer the body crosses every time")
 }

@@ -133,6 +133,13 @@ local ttl = tonumber(ARGV[4])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1`)
 
+	// readScript returns field ARGV[1] of KEYS[1] and the hash's PTTL, or
+	// nil when there is no such field.
+	readScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return false end
+return {v, redis.call('PTTL', KEYS[1])}`)
+
 	// dropScript removes field ARGV[1] only if its value has SHA-1 ARGV[2].
 	dropScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])

@@ -72,10 +72,12 @@ func WithPrefix(p string) Option {
 	return func(c *config) { c.prefix = p }
 }
 
-// WithTTL makes header records expire d after the Put or header update that
-// last wrote them, and bodies d plus a minute after the last Put that wrote
-// or reused them. d <= 0, the default, means no expiry: Redis' maxmemory,
-// with an allkeys-* eviction policy, then bounds the store.
+// WithTTL makes the entries of a resource expire when nobody has written or
+// read them for about d: header records expire d after the Put or header
+// update that last wrote them, and a Get that finds less than d/2 left sets
+// it back to d. Bodies live a minute longer than the header records that
+// name them. d <= 0, the default, means no expiry: Redis' maxmemory, with an
+// allkeys-* eviction policy, then bounds the store.
 func WithTTL(d time.Duration) Option {
 	return func(c *config) { c.ttl = d }
 }
@@ -127,9 +129,12 @@ func (s *Store) Get(ctx context.Context, key, variant string) (*etagcache.Entry,
 
 func (s *Store) get(ctx context.Context, key, variant string) (*etagcache.Entry, error) {
 	hk := headerKey(s.prefix, key)
-	raw, rec, err := s.read(ctx, hk, variant)
+	raw, rec, pttl, err := s.read(ctx, hk, variant)
 	if err != nil {
 		return nil, err
+	}
+	if pttl >= 0 && pttl < s.ttl/2 {
+		s.refresh(ctx, hk, rec)
 	}
 	e := rec.entry
 	if rec.bodyLen == 0 {
@@ -160,20 +165,52 @@ func (s *Store) get(ctx context.Context, key, variant string) (*etagcache.Entry,
 }
 
 // read returns the header record of variant in hash hk, raw and decoded.
-// A corrupt record is removed and reported as ErrNotFound.
-func (s *Store) read(ctx context.Context, hk, variant string) ([]byte, record, error) {
-	raw, err := s.c.HGet(ctx, hk, variant).Bytes()
+// A corrupt record is removed and reported as ErrNotFound. With a TTL, it
+// also returns the hash's remaining time to live (-1 when unknown).
+func (s *Store) read(ctx context.Context, hk, variant string) ([]byte, record, time.Duration, error) {
+	var raw []byte
+	var err error
+	pttl := time.Duration(-1)
+	if s.ttl > 0 {
+		var v []any
+		if v, err = readScript.Run(ctx, s.c, []string{hk}, variant).Slice(); err == nil {
+			str, ok1 := v[0].(string)
+			ms, ok2 := v[1].(int64)
+			if len(v) != 2 || !ok1 || !ok2 {
+				return nil, record{}, 0, fmt.Errorf("redisstore: unexpected reply %v", v)
+			}
+			raw, pttl = []byte(str), time.Duration(ms)*time.Millisecond
+		}
+	} else {
+		raw, err = s.c.HGet(ctx, hk, variant).Bytes()
+	}
 	if errors.Is(err, redis.Nil) {
-		return nil, record{}, etagcache.ErrNotFound
+		return nil, record{}, 0, etagcache.ErrNotFound
 	}
 	if err != nil {
-		return nil, record{}, fmt.Errorf("redisstore: get header record: %w", err)
+		return nil, record{}, 0, fmt.Errorf("redisstore: get header record: %w", err)
 	}
 	rec, err := decodeRecord(raw)
 	if err != nil {
-		return nil, record{}, s.drop(ctx, hk, variant, raw)
+		return nil, record{}, 0, s.drop(ctx, hk, variant, raw)
 	}
-	return raw, rec, nil
+	return raw, rec, pttl, nil
+}
+
+// refresh extends the life of a resource that is still being read, body
+// first so that it never expires before the header records naming it.
+// Without it, an entry confirmed by 304s that change nothing but Date (the
+// transport then writes nothing) would expire TTL after its last write and
+// be downloaded again. Failures only shorten the entry's life: they are not
+// reported.
+func (s *Store) refresh(ctx context.Context, hk string, rec record) {
+	if rec.bodyLen > 0 {
+		held, err := s.c.PExpire(ctx, bodyKey(s.prefix, rec.digest), s.ttl+bodyGrace).Result()
+		if err != nil || !held {
+			return
+		}
+	}
+	_ = s.c.PExpire(ctx, hk, s.ttl).Err()
 }
 
 // drop removes the header record raw of variant from hash hk, unless it was
@@ -262,7 +299,7 @@ func (s *Store) updateHeader(ctx context.Context, key, variant string, e *etagca
 	hk := headerKey(s.prefix, key)
 	meta := etagcache.EncodeEntryMeta(e)
 	for range swapTries {
-		raw, prev, err := s.read(ctx, hk, variant)
+		raw, prev, _, err := s.read(ctx, hk, variant)
 		if err != nil {
 			return err
 		}

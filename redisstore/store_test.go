@@ -199,7 +199,8 @@ func TestUpdateHeaderKeepsBody(t *testing.T) {
 }
 
 // TestTTL: header records expire after the TTL, bodies later than the
-// records naming them; a header update refreshes both.
+// records naming them; a header update refreshes both, and so does a read
+// that finds less than half the TTL left.
 func TestTTL(t *testing.T) {
 	ctx := context.Background()
 	c := newSingleClient(t, sharedSingle(t).Addr)
@@ -226,6 +227,23 @@ func TestTTL(t *testing.T) {
 	bTTL, _ = c.PTTL(ctx, bk).Result()
 	assert.Greater(t, hTTL, 5*time.Second)
 	assert.Greater(t, bTTL, hTTL)
+
+	// A read that finds less than half the TTL left sets it back, body
+	// first; one that finds more leaves it.
+	require.NoError(t, c.PExpire(ctx, hk, 4*time.Second).Err())
+	require.NoError(t, c.PExpire(ctx, bk, 4*time.Second).Err())
+	e, err := New(c, WithPrefix(p), WithTTL(ttl)).Get(ctx, "http://x/t", "")
+	require.NoError(t, err)
+	require.Equal(t, body, e.Body)
+	hTTL, _ = c.PTTL(ctx, hk).Result()
+	bTTL, _ = c.PTTL(ctx, bk).Result()
+	assert.Greater(t, hTTL, 5*time.Second, "refreshed by a read")
+	assert.Greater(t, bTTL, hTTL)
+	require.NoError(t, c.PExpire(ctx, hk, 7*time.Second).Err())
+	_, err = st.Get(ctx, "http://x/t", "")
+	require.NoError(t, err)
+	hTTL, _ = c.PTTL(ctx, hk).Result()
+	assert.LessOrEqual(t, hTTL, 7*time.Second, "more than half left: not written")
 
 	// Without a TTL nothing expires.
 	p2 := p + "nottl:"
