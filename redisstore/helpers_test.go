@@ -59,8 +59,15 @@ func eachSingle(ctx context.Context, c redis.UniversalClient, f func(context.Con
 	return f(ctx, c.(*redis.Client))
 }
 
+// eachMaster runs f on every master, one at a time (ForEachMaster runs them
+// concurrently).
 func eachMaster(ctx context.Context, c redis.UniversalClient, f func(context.Context, *redis.Client) error) error {
-	return c.(*redis.ClusterClient).ForEachMaster(ctx, f)
+	var mu sync.Mutex
+	return c.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return f(ctx, n)
+	})
 }
 
 // topologies are the shared single node and the shared cluster.
