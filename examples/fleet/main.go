@@ -105,7 +105,7 @@ func run(addrs []string, cluster bool, workers, size int) error {
 				return errors.New("short body")
 			}
 			status := "200"
-			if strings.Contains(resp.Header.Get("Cache-Status"), "fwd-status=304") {
+			if etagcache.ResultOf(resp) == etagcache.ResultRevalidated {
 				status = "304"
 			}
 			fmt.Printf("worker %d  %7d  %6s  %22d  %6d\n", w, req, status, sent.Load()-before, n)
