@@ -101,17 +101,23 @@ func resumes(t *testing.T, o *origin, a, b *worker, path string) {
 	assert.Equal(t, 304, last.Status)
 }
 
-// waitReachable waits until c reaches Redis again. After a run of failed
-// dials go-redis stops dialing on demand and retries in the background
-// (about once a second), so caching resumes within that much of Redis'
-// return, not at once; this polls for it.
+// waitReachable waits until c reaches Redis again, every master of a
+// Cluster. After a run of failed dials go-redis stops dialing on demand and
+// retries in the background (about once a second), so caching resumes
+// within that much of Redis' return, not at once; this polls for it.
 func waitReachable(t *testing.T, c redis.UniversalClient) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for c.Ping(ctx).Err() != nil {
+	ping := func() error { return c.Ping(ctx).Err() }
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		ping = func() error {
+			return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
+		}
+	}
+	for ping() != nil {
 		select {
 		case <-ctx.Done():
 			t.Fatal("Redis not reachable again after 15s")
@@ -202,6 +208,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, cl.WaitOK(ctx))
+	waitReachable(t, c)
 	t.Logf("ok again %v", time.Since(t0))
 	phase(t, o, ws, paths)
 	t.Logf("phase 3 %v", time.Since(t0))

@@ -8,6 +8,7 @@ package redisstore
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,6 +80,9 @@ type redisServer struct {
 	Port int
 	Addr string
 	args []string
+	// ready is the log line that says the server serves; "" means
+	// "Ready to accept connections" (a Sentinel says "+monitor" instead).
+	ready string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -132,7 +136,7 @@ func (s *redisServer) start() error {
 		signalled := false
 		for sc.Scan() {
 			fmt.Fprintln(out, sc.Text())
-			if !signalled && strings.Contains(sc.Text(), "Ready to accept connections") {
+			if !signalled && strings.Contains(sc.Text(), cmp.Or(s.ready, "Ready to accept connections")) {
 				close(ready)
 				signalled = true
 			}
