@@ -90,8 +90,12 @@ func WithLocalCache(maxBytes int64) Option {
 	return func(c *config) { c.local = maxBytes }
 }
 
+var errNoClient = errors.New("redisstore: Store made with a nil client")
+
 // New returns a Store on client, which may be a single-node, Sentinel
-// (failover) or Cluster client. The Store does not close the client.
+// (failover) or Cluster client. The Store does not close the client. A
+// Store made with a nil client fails every call (and so, behind a
+// Transport, caches nothing).
 func New(client redis.UniversalClient, opts ...Option) *Store {
 	cfg := config{prefix: DefaultPrefix, local: DefaultLocalCache}
 	for _, o := range opts {
@@ -174,10 +178,17 @@ func (s *Store) read(ctx context.Context, hk, variant string) ([]byte, record, t
 	if s.ttl > 0 {
 		var v []any
 		if v, err = readScript.Run(ctx, s.c, []string{hk}, variant).Slice(); err == nil {
-			str, ok1 := v[0].(string)
-			ms, ok2 := v[1].(int64)
-			if len(v) != 2 || !ok1 || !ok2 {
-				return nil, record{}, 0, fmt.Errorf("redisstore: unexpected reply %v", v)
+			var str string
+			var ms int64
+			ok := len(v) == 2
+			if ok {
+				str, ok = v[0].(string)
+			}
+			if ok {
+				ms, ok = v[1].(int64)
+			}
+			if !ok {
+				return nil, record{}, 0, fmt.Errorf("redisstore: unexpected reply %v to the read script", v)
 			}
 			raw, pttl = []byte(str), time.Duration(ms)*time.Millisecond
 		}
@@ -350,6 +361,9 @@ func guarded[T any](s *Store, ctx context.Context, f func() (T, error)) (T, erro
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
+	}
+	if s.c == nil {
+		return zero, errNoClient
 	}
 	if !s.guard || ctx.Done() == nil {
 		return f()

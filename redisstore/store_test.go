@@ -294,3 +294,23 @@ func TestDeadlineGuard(t *testing.T) {
 	_, err = st.Get(ctx, "http://x/g", "")
 	require.ErrorIs(t, err, context.Canceled)
 }
+
+// TestNilClientFails: a Store on a nil client fails its calls, it does not
+// panic, and a Transport on it still serves every request.
+func TestNilClientFails(t *testing.T) {
+	ctx := context.Background()
+	st := New(nil)
+	_, err := st.Get(ctx, "http://x/", "")
+	require.ErrorIs(t, err, errNoClient)
+	require.ErrorIs(t, st.Put(ctx, "http://x/", "", testEntry(`"n"`, nil)), errNoClient)
+	require.ErrorIs(t, st.UpdateHeader(ctx, "http://x/", "", testEntry(`"n"`, nil)), errNoClient)
+	require.ErrorIs(t, st.Delete(ctx, "http://x/"), errNoClient)
+
+	o := newOrigin(t)
+	o.Set("/n", []byte("served without a store"))
+	w := newWorker(t, nil)
+	for range 2 {
+		require.Equal(t, []byte("served without a store"), w.mustGet(t, o.URL+"/n").Body)
+	}
+	assert.Positive(t, w.t.Stats().StoreErrors)
+}
