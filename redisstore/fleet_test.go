@@ -133,3 +133,29 @@ func TestWarmRevalidationBytes(t *testing.T) {
 	t.Logf("warm 304, 1 MiB body, local layer off: %.0f bytes", per)
 	assert.Greater(t, per, float64(1<<20), "without the local layer the body crosses every time")
 }
+
+// TestPutDoesNotResendHeldBody: a Put of a body Redis already holds (another
+// resource, another variant, another worker) refreshes it instead of
+// sending it again, with or without a TTL.
+func TestPutDoesNotResendHeldBody(t *testing.T) {
+	requireRedis(t)
+	port, err := freePort()
+	require.NoError(t, err)
+	srv, err := startRedis(t.TempDir(), port)
+	require.NoError(t, err)
+	t.Cleanup(srv.Kill)
+	c := newSingleClient(t, srv.Addr)
+	top := topology{name: "single", each: eachSingle}
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("held body "), 6554) // 64 KiB
+	for _, opts := range [][]Option{{WithPrefix("a:")}, {WithPrefix("b:"), WithTTL(time.Hour)}} {
+		require.NoError(t, New(c, opts...).Put(ctx, "http://x/one", "", testEntry(`"h"`, body)))
+		before := redisBytes(t, top, c)
+		require.NoError(t, New(c, opts...).Put(ctx, "http://x/two", "u1", testEntry(`"h"`, body)))
+		moved := redisBytes(t, top, c) - before
+		assert.Less(t, moved, int64(len(body)/4), "bytes moved by the second Put")
+		e, err := New(c, append(opts, WithLocalCache(0))...).Get(ctx, "http://x/two", "u1")
+		require.NoError(t, err)
+		require.Equal(t, body, e.Body)
+	}
+}
