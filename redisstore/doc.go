@@ -62,6 +62,8 @@
 // ContextTimeoutEnabled, the Store still returns when the context is done,
 // leaving the command to finish within the client's own timeouts. Keep the
 // client's DialTimeout, ReadTimeout and MaxRetries small: a dead Redis then
-// costs a request that much and no more. go-redis reconnects by itself, so
-// caching resumes when Redis is back.
+// costs a request that much and no more; but let WriteTimeout cover sending
+// the largest body stored. go-redis reconnects by itself, so caching resumes
+// when Redis is back (within about a second: after repeated failed dials
+// its pool probes once a second).
 package redisstore
