@@ -207,6 +207,8 @@ func (t *Transport) send(req *http.Request) (*http.Response, error) {
 type lookup struct {
 	key, part string
 	h         http.Header // the request's header, canonical keys
+	vary      http.Header // what Vary values are read from: h, less credentials under a hook
+	secondary string      // where a variant other than the primary's lives
 	entry     *Entry      // the variant matching the request, or nil
 	variant   string      // where entry lives
 	primary   bool        // whether the partition's primary slot holds any entry
@@ -219,9 +221,10 @@ type lookup struct {
 // primary's Vary names. So a request costs one store read, or two when it
 // wants another variant.
 func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) (lookup, error) {
-	l := lookup{key: requestKey(req), h: h, fwd: "uri-miss"}
+	l := lookup{key: requestKey(req), h: h, vary: h, fwd: "uri-miss"}
 	if t.partitionOf != nil {
 		l.part = hookPartition(t.partitionOf(req))
+		l.vary = withoutCredentials(h)
 	} else {
 		l.part = partition(h, req.URL)
 	}
@@ -230,15 +233,15 @@ func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) 
 		return l, err
 	}
 	l.primary = true
-	if e.matches(l.part, h) {
+	if e.matches(l.part, l.vary, h) {
 		l.entry, l.variant = e, l.part
 		return l, nil
 	}
 	l.fwd = "vary-miss"
-	v := derivedVariant(l.part, varyDigest(l.part, e.VaryNames, h))
-	e, err = t.storeGet(ctx, l.key, v)
-	if e != nil && e.matches(l.part, h) {
-		l.entry, l.variant = e, v
+	l.secondary = derivedVariant(l.part, varyDigest(l.part, e.VaryNames, l.vary))
+	e, err = t.storeGet(ctx, l.key, l.secondary)
+	if e != nil && e.matches(l.part, l.vary, h) {
+		l.entry, l.variant = e, l.secondary
 	}
 	return l, err
 }
@@ -412,7 +415,7 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		}
 		return t.passOn(req, resp, status), nil
 	}
-	digest := varyDigest(l.part, names, l.h)
+	digest := varyDigest(l.part, names, l.vary)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       storedHeader(resp.Header),
@@ -423,8 +426,10 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 	}
 	variant := l.part
 	if l.primary && (l.entry == nil || l.variant != l.part) {
-		// The primary slot holds another variant; this one goes beside it.
-		variant = derivedVariant(l.part, digest)
+		// The primary slot holds another variant; this one goes beside it,
+		// where a lookup with the primary's Vary names will look, whatever
+		// Vary this response has.
+		variant = l.secondary
 	}
 	ctx := req.Context()
 	resp.Body = newStoringBody(resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
@@ -511,7 +516,7 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ht
 	if names, _ := varyNames(header); !slices.Equal(names, old.VaryNames) {
 		// Vary changed under a 304: keep the entry where it is, filed under
 		// the new names, so the next lookup matches it afresh.
-		d := varyDigest(l.part, names, l.h)
+		d := varyDigest(l.part, names, l.vary)
 		e.VaryNames, e.VaryDigest = names, d[:]
 	}
 	var err error
