@@ -80,7 +80,8 @@ type originHit struct {
 
 // newUserOrigin starts an origin that knows the given users; a bearer token
 // "tok-<user>" or "tok-<user>-<anything>" authenticates <user> (the suffix
-// lets tests rotate tokens).
+// lets tests rotate tokens). A request without credentials is "anonymous"
+// and gets the public edition, under the same tag.
 func newUserOrigin(t testing.TB, users ...string) *userOrigin {
 	t.Helper()
 	o := &userOrigin{users: map[string]string{}, rev: 1, count: map[int]int{}}
@@ -96,6 +97,9 @@ func (o *userOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	base, _, _ := strings.Cut(strings.TrimPrefix(token, "tok-"), "-")
 	user := o.users["tok-"+base]
+	if token == "" {
+		user = "anonymous" // gets the public edition
+	}
 
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -158,6 +158,41 @@ func TestOAuth2BelowCacheNeverServesAnotherUsersBody(t *testing.T) {
 	})
 }
 
+// TestOAuth2BelowCacheNeverMergesIntoAnonymousEntry: a shared store already
+// holds the public edition, stored by a caller without credentials. A
+// Transport with oauth2 below the cache finds that entry in the anonymous
+// partition and sends its tag; the origin, whose tag names only the
+// revision, answers 304 for alice too. That 304 must not be merged with the
+// public body: the cache asks again without validators, hands alice her own
+// body, and neither stores it nor touches the public entry.
+func TestOAuth2BelowCacheNeverMergesIntoAnonymousEntry(t *testing.T) {
+	o := newUserOrigin(t, "alice")
+	store := etagcache.NewMemoryStore(0)
+	anon := etagcache.NewTransport(store).Client()
+	lc, lg := newLogCapture()
+	alice := etagcache.NewTransport(store, etagcache.WithBase(oauthBelow(bearer("alice"))), etagcache.WithLogger(lg)).Client()
+
+	_, body := getBody(t, anon, o.URL+"/private")
+	require.Equal(t, userBody("anonymous", 1), body)
+
+	for i := 0; i < 3; i++ {
+		resp, body := getBody(t, alice, o.URL+"/private")
+		assert.Equal(t, userBody("alice", 1), body, "alice's request %d", i)
+		assert.Contains(t, resp.Header.Get("Cache-Status"), "detail=credentials-below-cache", "alice's request %d", i)
+		assert.NotEqual(t, etagcache.ResultRevalidated, etagcache.ResultOf(resp), "alice's request %d", i)
+	}
+	for _, h := range o.hits() {
+		if h.user == "alice" && h.status == http.StatusOK {
+			assert.Empty(t, h.ifNoneMatch, "alice's body came from an unconditional request")
+		}
+	}
+
+	resp, body := getBody(t, anon, o.URL+"/private")
+	assert.Equal(t, userBody("anonymous", 1), body, "the public entry still holds the public body")
+	assert.Equal(t, etagcache.ResultRevalidated, etagcache.ResultOf(resp))
+	assertWarnedOnce(t, "alice", lc)
+}
+
 // assertBelowCacheRefused checks what every response of an unsafe layout
 // says about itself, and that the origin never had to confirm anything.
 func assertBelowCacheRefused(t *testing.T, o *userOrigin, polls []userPoll) {
