@@ -3,6 +3,7 @@ package etagcache_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
 	"testing"
 	"unsafe"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-github/v75/github"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 )
 
 // goGitHubState reads the rate-limit state a go-github Client keeps for a
@@ -151,4 +153,64 @@ func TestGoGitHubStopsAtZeroRemainingLearnedFrom304(t *testing.T) {
 	assert.Equal(t, before[304]+1, after[304], "one revalidation")
 	assert.Equal(t, fmt.Sprint(before[200], before[403]), fmt.Sprint(after[200], after[403]),
 		"the refused call never reached the origin")
+}
+
+// TestGoGitHubTokenRotationWithPartition: a GitHub App's installation token
+// rotates (hourly on GitHub; every 3 requests here), and GitHub's Vary names
+// Authorization. With the default partition every rotation is a cold cache:
+// each stored body is fetched again at a unit each. With a partition hook
+// keyed by the installation, the issue asks that the cache stay warm: the
+// first request with a new token is already conditional and costs nothing.
+// (Whether Vary: Authorization is then satisfied by the hook's identity is
+// the transport's decision; this test holds it to the issue's promise.)
+func TestGoGitHubTokenRotationWithPartition(t *testing.T) {
+	const polls, every = 12, 3
+	cases := []struct {
+		name string
+		opts []etagcache.Option
+		warm bool
+	}{
+		{"default partition: cold after each rotation", nil, false},
+		{"WithPartition by installation: warm across rotations",
+			[]etagcache.Option{etagcache.WithPartition(func(*http.Request) string { return "installation-42" })}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			gh := newFakeGitHub(t)
+			for gen := 1; gen <= polls/every; gen++ {
+				gh.addUser(fmt.Sprintf("tok-app-%d", gen), "etagcache")
+			}
+			gh.addRepo("etagcache", "etagcache", "version 1")
+			src := &rotatingSource{user: "app", every: every}
+			tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), tc.opts...)
+			c, err := github.NewClient(&http.Client{Transport: &oauth2.Transport{Source: src, Base: tr}}).
+				WithEnterpriseURLs(gh.URL, gh.URL)
+			require.NoError(t, err)
+
+			misses := 0
+			for i := 0; i < polls; i++ {
+				repo, resp, err := c.Repositories.Get(ctx, "etagcache", "etagcache")
+				require.NoError(t, err, "poll %d", i)
+				assert.Equal(t, "version 1", repo.GetDescription())
+				want := etagcache.ResultRevalidated
+				if i == 0 || (!tc.warm && i%every == 0) {
+					want = etagcache.ResultMiss
+				}
+				got := etagcache.ResultOf(resp.Response)
+				if got == etagcache.ResultMiss {
+					misses++
+				}
+				assert.Equal(t, want, got, "poll %d (token generation %d)", i, i/every+1)
+				tok := fmt.Sprintf("tok-app-%d", i/every+1)
+				assert.Equal(t, gh.rate(tok), asFakeRate(goGitHubState(t, c, github.CoreCategory)), "poll %d", i)
+			}
+			t.Logf("%s: %d of %d polls cost a unit", tc.name, misses, polls)
+			wantBodies := 1
+			if !tc.warm {
+				wantBodies = polls / every
+			}
+			assert.Equal(t, map[int]int{200: wantBodies, 304: polls - wantBodies}, gh.counts())
+		})
+	}
 }

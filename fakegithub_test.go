@@ -24,7 +24,7 @@ import (
 //   - Cache-Control: private, max-age=60, s-maxage=60;
 //   - gzip when the request accepts it (Go's transport asks and decodes);
 //   - X-RateLimit-Limit/Remaining/Reset/Used/Resource on every response, a
-//     budget per token where a 200 costs one unit and a 304 costs none;
+//     budget per user (not per token) where a 200 costs one unit and a 304 costs none;
 //     once the budget is spent, a request that would cost a unit gets 403
 //     (the fake's model: a free 304 is still answered);
 //   - a body that depends on the user (permissions), so tags differ per user.
@@ -38,7 +38,7 @@ type fakeGitHub struct {
 
 	mu       sync.Mutex
 	users    map[string]string // token -> login
-	used     map[string]int    // token -> units used in this window
+	used     map[string]int    // login -> units used in this window
 	repos    map[string]*fakeRepo
 	statuses map[int]int
 	requests int
@@ -104,12 +104,13 @@ func (g *fakeGitHub) repo(owner, name string) fakeRepo {
 	return *g.repos[owner+"/"+name]
 }
 
-// spend charges n units to token, as another process using the same token
-// would (GitHub's budget is per user, shared by all of their clients).
+// spend charges n units to token's user, as another process of the same
+// user would: GitHub's budget is per user (or App installation), shared by
+// all of their clients and tokens.
 func (g *fakeGitHub) spend(token string, n int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.used[token] += n
+	g.used[g.users[token]] += n
 }
 
 // fakeRate is the origin's rate-limit counters for one token.
@@ -119,7 +120,7 @@ type fakeRate struct {
 	Resource               string
 }
 
-// rate returns token's counters as the origin holds them now.
+// rate returns the counters of token's user as the origin holds them now.
 func (g *fakeGitHub) rate(token string) fakeRate {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -127,7 +128,7 @@ func (g *fakeGitHub) rate(token string) fakeRate {
 }
 
 func (g *fakeGitHub) rateLocked(token string) fakeRate {
-	used := g.used[token]
+	used := g.used[g.users[token]]
 	return fakeRate{Limit: g.limit, Remaining: g.limit - used, Used: used, Reset: g.reset, Resource: "core"}
 }
 
@@ -237,7 +238,7 @@ func (g *fakeGitHub) auth(w http.ResponseWriter, r *http.Request) (token, login 
 	return token, login, ok
 }
 
-// reply charges a 200 to token's budget (a 304 and /rate_limit are free),
+// reply charges a 200 to the budget of token's user (a 304 and /rate_limit are free),
 // refuses a 200 with 403 when the budget is spent, sets the rate-limit fields and
 // writes body, gzipped when the request accepts gzip. Called with g.mu held.
 func (g *fakeGitHub) reply(w http.ResponseWriter, token string, status int, body []byte, r *http.Request) {
@@ -246,11 +247,11 @@ func (g *fakeGitHub) reply(w http.ResponseWriter, token string, status int, body
 	if token != "" {
 		costs := status == http.StatusOK && r.URL.Path != "/api/v3/rate_limit"
 		switch {
-		case costs && g.used[token] >= g.limit:
+		case costs && g.used[g.users[token]] >= g.limit:
 			status, body = http.StatusForbidden, []byte(`{"message":"API rate limit exceeded"}`)
 			h.Del("ETag")
 		case costs:
-			g.used[token]++
+			g.used[g.users[token]]++
 		}
 		rt := g.rateLocked(token)
 		h.Set("X-RateLimit-Limit", strconv.Itoa(rt.Limit))
