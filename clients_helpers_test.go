@@ -64,10 +64,11 @@ type userOrigin struct {
 	*httptest.Server
 	users map[string]string // bearer token prefix -> user name
 
-	mu    sync.Mutex
-	rev   int
-	log   []originHit
-	count map[int]int // status -> responses
+	mu       sync.Mutex
+	varyAuth bool // send Vary: Authorization, as GitHub does
+	rev      int
+	log      []originHit
+	count    map[int]int // status -> responses
 }
 
 // originHit is what the origin saw and answered for one request.
@@ -116,6 +117,9 @@ func (o *userOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	etag := fmt.Sprintf(`"rev-%d"`, o.rev)
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "private, max-age=0")
+	if o.varyAuth {
+		w.Header().Set("Vary", "Authorization")
+	}
 	if hit.ifNoneMatch == etag {
 		hit.status = http.StatusNotModified
 		w.WriteHeader(hit.status)

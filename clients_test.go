@@ -311,24 +311,38 @@ func TestOAuth2TokenRotationWithPartitionStaysWarm(t *testing.T) {
 		client func(src *rotatingSource, lg *slog.Logger) *http.Client
 		// warm: the first request after a rotation is conditional.
 		warm bool
+		// varyAuth: the origin sends Vary: Authorization (GitHub does).
+		varyAuth bool
 	}{
 		{"oauth2 above the cache, default partition", func(src *rotatingSource, lg *slog.Logger) *http.Client {
 			tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithLogger(lg))
 			return &http.Client{Transport: &oauth2.Transport{Source: src, Base: tr}}
-		}, false},
+		}, false, false},
 		{"oauth2 above the cache, WithPartition by login", func(src *rotatingSource, lg *slog.Logger) *http.Client {
 			tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithLogger(lg),
 				etagcache.WithPartition(src.login))
 			return &http.Client{Transport: &oauth2.Transport{Source: src, Base: tr}}
-		}, true},
+		}, true, false},
 		{"oauth2 below the cache, WithPartition by login", func(src *rotatingSource, lg *slog.Logger) *http.Client {
 			return etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithLogger(lg),
 				etagcache.WithBase(oauthBelow(src)), etagcache.WithPartition(src.login)).Client()
-		}, true},
+		}, true, false},
+		// The hook is trusted with who may share an entry; an origin's
+		// Vary: Authorization must not undo that on every rotation.
+		{"oauth2 above the cache, WithPartition by login, Vary: Authorization", func(src *rotatingSource, lg *slog.Logger) *http.Client {
+			tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithLogger(lg),
+				etagcache.WithPartition(src.login))
+			return &http.Client{Transport: &oauth2.Transport{Source: src, Base: tr}}
+		}, true, true},
+		{"oauth2 below the cache, WithPartition by login, Vary: Authorization", func(src *rotatingSource, lg *slog.Logger) *http.Client {
+			return etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithLogger(lg),
+				etagcache.WithBase(oauthBelow(src)), etagcache.WithPartition(src.login)).Client()
+		}, true, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newUserOrigin(t, "alice")
+			o.varyAuth = tc.varyAuth
 			lc, lg := newLogCapture()
 			src := &rotatingSource{user: "alice", every: every}
 			c := tc.client(src, lg)
