@@ -214,3 +214,34 @@ func TestGoGitHubTokenRotationWithPartition(t *testing.T) {
 		})
 	}
 }
+
+// TestGoGitHubOAuth2BelowCache: go-github over a cache whose base adds the
+// token (the unsafe layout). The cache cannot tell whose response it holds,
+// so it stores nothing: every poll is a correct, full fetch that costs a
+// unit, go-github's state follows, and the Transport warns once.
+func TestGoGitHubOAuth2BelowCache(t *testing.T) {
+	const polls = 5
+	ctx := context.Background()
+	gh := newFakeGitHub(t)
+	gh.addUser("tok-alice", "etagcache")
+	gh.addRepo("etagcache", "etagcache", "version 1")
+	lc, lg := newLogCapture()
+	tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithLogger(lg),
+		etagcache.WithBase(oauthBelow(bearer("alice"))))
+	c, err := github.NewClient(tr.Client()).WithEnterpriseURLs(gh.URL, gh.URL)
+	require.NoError(t, err)
+	for i := 0; i < polls; i++ {
+		if i == 3 {
+			gh.update("etagcache", "etagcache", "version 2")
+		}
+		repo, resp, err := c.Repositories.Get(ctx, "etagcache", "etagcache")
+		require.NoError(t, err, "poll %d", i)
+		assert.Equal(t, gh.repo("etagcache", "etagcache").description, repo.GetDescription(), "poll %d", i)
+		assert.True(t, repo.GetPermissions()["admin"], "poll %d", i)
+		assert.Equal(t, etagcache.ResultMiss, etagcache.ResultOf(resp.Response), "poll %d", i)
+		assert.Contains(t, resp.Header.Get("Cache-Status"), "detail=credentials-below-cache", "poll %d", i)
+		assert.Equal(t, gh.rate("tok-alice"), asFakeRate(goGitHubState(t, c, github.CoreCategory)), "poll %d", i)
+	}
+	assert.Equal(t, map[int]int{200: polls}, gh.counts())
+	assertWarnedOnce(t, "go-github", lc)
+}

@@ -158,6 +158,61 @@ func TestOAuth2BelowCacheNeverServesAnotherUsersBody(t *testing.T) {
 	})
 }
 
+// TestOAuth2BelowCacheConcurrentUsers: many goroutines of two users share one
+// Transport whose base adds the credential. Every body is the asker's own,
+// and the warning is still logged once, not once per racing request.
+func TestOAuth2BelowCacheConcurrentUsers(t *testing.T) {
+	const goroutines, each = 8, 6
+	users := []string{"alice", "bob"}
+	o := newUserOrigin(t, users...)
+	lc, lg := newLogCapture()
+	base := perUserBase{}
+	for _, u := range users {
+		base[u] = oauthBelow(bearer(u))
+	}
+	c := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithBase(base), etagcache.WithLogger(lg)).Client()
+
+	type got struct{ user, body, status string }
+	results := make(chan got, goroutines*each)
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		user := users[g%len(users)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.WithValue(context.Background(), ctxUser{}, user)
+			for i := 0; i < each; i++ {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.URL+"/private", nil)
+				if err != nil {
+					results <- got{user: user, body: err.Error()}
+					continue
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					results <- got{user: user, body: err.Error()}
+					continue
+				}
+				b, err := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if err != nil {
+					b = []byte(err.Error())
+				}
+				results <- got{user: user, body: string(b), status: resp.Header.Get("Cache-Status")}
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	n := 0
+	for r := range results {
+		n++
+		assert.Equal(t, userBody(r.user, 1), r.body)
+		assert.Contains(t, r.status, "detail=credentials-below-cache")
+	}
+	assert.Equal(t, goroutines*each, n)
+	assertWarnedOnce(t, "shared Transport", lc)
+}
+
 // TestOAuth2BelowCacheNeverMergesIntoAnonymousEntry: a shared store already
 // holds the public edition, stored by a caller without credentials. A
 // Transport with oauth2 below the cache finds that entry in the anonymous
