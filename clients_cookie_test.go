@@ -23,10 +23,11 @@ import (
 type sessionOrigin struct {
 	*httptest.Server
 
-	mu      sync.Mutex
-	latest  map[string]int // user -> newest generation issued
-	version int            // of the feed
-	log     []sessionHit
+	mu         sync.Mutex
+	varyCookie bool           // send Vary: Cookie, as many sites (and GitHub) do
+	latest     map[string]int // user -> newest generation issued
+	version    int            // of the feed
+	log        []sessionHit
 }
 
 // sessionHit is what the origin saw and answered for one GET /feed.
@@ -94,6 +95,9 @@ func (o *sessionOrigin) feed(w http.ResponseWriter, r *http.Request) {
 	etag := fmt.Sprintf(`"feed-%d"`, o.version)
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "private, max-age=0")
+	if o.varyCookie {
+		w.Header().Set("Vary", "Cookie")
+	}
 	if r.Header.Get("If-None-Match") == etag {
 		hit.status = http.StatusNotModified
 		w.WriteHeader(hit.status)
@@ -127,16 +131,22 @@ func (o *sessionOrigin) hits() []sessionHit {
 func TestCookieJarKeepsSessionRenewedOn304(t *testing.T) {
 	const polls, publishAt = 10, 5
 	cases := []struct {
-		name string
-		opts []etagcache.Option
-		warm bool
+		name       string
+		opts       []etagcache.Option
+		warm       bool
+		varyCookie bool
 	}{
-		{"default partition: correct but cold", nil, false},
-		{"WithPartition by user id: warm", []etagcache.Option{etagcache.WithPartition(sessionUser)}, true},
+		{"default partition: correct but cold", nil, false, false},
+		{"WithPartition by user id: warm", []etagcache.Option{etagcache.WithPartition(sessionUser)}, true, false},
+		// The hook is trusted with who may share an entry; the origin's
+		// Vary: Cookie must not make every renewed value a cold variant.
+		{"WithPartition by user id, origin sends Vary: Cookie: warm",
+			[]etagcache.Option{etagcache.WithPartition(sessionUser)}, true, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newSessionOrigin(t)
+			o.varyCookie = tc.varyCookie
 			jar, err := cookiejar.New(nil)
 			require.NoError(t, err)
 			tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), tc.opts...)
