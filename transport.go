@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -54,6 +55,7 @@ type Transport struct {
 	maxSize     int64
 	partitionOf func(*http.Request) string // nil: the credential digest
 	warnedBelow atomic.Bool
+	weakCoded   keySet // resources whose coded weak-tagged bodies are not worth storing
 	stats       counters
 }
 
@@ -328,6 +330,11 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 		return t.fetch(req, l, "fwd=stale; detail=vary-star", true)
 	}
 	if why := unconfirmed(l.entry.Header, resp.Header); why != "" {
+		if why == "coded-etag-mismatch" {
+			// nginx and others answer with the identity's strong tag: such
+			// an entry will never be confirmed, so stop storing it.
+			t.weakCoded.add(l.key)
+		}
 		// The 304 confirms a representation we do not hold: never splice
 		// its header onto this body (RFC 9111 §4.3.4). Ask again, plainly.
 		return t.fetch(req, l, "fwd=stale; detail="+why, true)
@@ -398,7 +405,7 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		discard(resp.Body)
 		return nil, ErrUnexpectedNotModified
 	}
-	names, ok := t.storable(resp)
+	names, ok := t.storable(l.key, resp)
 	if !ok {
 		if stale && resp.StatusCode == http.StatusOK {
 			t.storeDelete(req.Context(), l.key)
@@ -437,8 +444,11 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 // names it would be stored under. Only complete 200 responses that carry a
 // validator are worth keeping: the transport always revalidates, so a
 // response it cannot revalidate would never be served.
-func (t *Transport) storable(resp *http.Response) ([]string, bool) {
+func (t *Transport) storable(key string, resp *http.Response) ([]string, bool) {
 	if resp.StatusCode != http.StatusOK || resp.Body == nil || resp.ContentLength > t.maxSize {
+		return nil, false
+	}
+	if isWeak(resp.Header.Get("Etag")) && !acceptsCoding(nil, resp.Header) && t.weakCoded.has(key) {
 		return nil, false
 	}
 	if hasDirective(resp.Header, "no-store") {
@@ -558,4 +568,30 @@ func discard(body io.ReadCloser) {
 	}
 	_, _ = io.CopyN(io.Discard, body, 64<<10)
 	_ = body.Close()
+}
+
+// keySet is a small set of keys, safe for concurrent use, that forgets
+// everything when it is full: it only saves requests, so losing it is
+// harmless, and it never grows past its bound.
+type keySet struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+const keySetMax = 4096
+
+func (s *keySet) add(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.keys == nil || len(s.keys) >= keySetMax {
+		s.keys = make(map[string]struct{})
+	}
+	s.keys[k] = struct{}{}
+}
+
+func (s *keySet) has(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.keys[k]
+	return ok
 }

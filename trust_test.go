@@ -344,7 +344,15 @@ func TestTransparentGzipCallersGetDecodedBodies(t *testing.T) {
 		_, _ = get(t, c, o.URL, h.Clone())
 		resp, body := get(t, c, o.URL, h.Clone())
 		assert.Equal(t, content, gunzip(t, body))
-		assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=etag-mismatch")
+		assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=coded-etag-mismatch")
+		// Such a body is not stored again for this resource, so later polls
+		// cost one plain request each, not a refused 304 and a refetch.
+		before := len(o.requests())
+		for i := 0; i < 3; i++ {
+			_, body = get(t, c, o.URL, h.Clone())
+			assert.Equal(t, content, gunzip(t, body))
+		}
+		assert.Equal(t, before+3, len(o.requests()))
 		// A decoded entry (net/http's transparent gzip) accepts it: GitHub's case.
 		_, _ = get(t, c, o.URL, nil)
 		resp, body = get(t, c, o.URL, nil)
