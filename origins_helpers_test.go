@@ -380,5 +380,5 @@ func (g got) cacheStatus() string {
 // revalidated reports whether the body came from the store after the
 // origin answered 304.
 func (g got) revalidated() bool {
-	return strings.Contains(g.cacheStatus(), "fwd-status=304")
+	return etagcache.ResultOf(g.resp) == etagcache.ResultRevalidated
 }
