@@ -293,13 +293,16 @@ type client struct {
 	tr   *etagcache.Transport
 	mu   sync.Mutex
 	sent map[string]int
+	// gaveUp marks paths whose first refused 304 has been seen (see
+	// scenario.expectGivenUp); used by one test goroutine only.
+	gaveUp map[string]bool
 }
 
 func newCachingClient(t *testing.T) *client {
 	t.Helper()
 	base := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(base.CloseIdleConnections)
-	c := &client{sent: map[string]int{}}
+	c := &client{sent: map[string]int{}, gaveUp: map[string]bool{}}
 	counting := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		c.mu.Lock()
 		c.sent[r.URL.Path]++
