@@ -160,7 +160,7 @@ func TestSingleNodeStoppedKilledRestarted(t *testing.T) {
 	resumes(t, o, a, b, "/before")
 
 	require.NoError(t, srv.Signal(stopSignal))
-	phase(t, o, ws, paths[:2])
+	phase(t, o, ws, paths[:1])
 	require.NoError(t, srv.Signal(contSignal))
 	frozen := storeErrors(ws)
 	assert.Positive(t, frozen, "a frozen Redis fails store calls (and only them)")

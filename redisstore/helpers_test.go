@@ -25,7 +25,7 @@ import (
 // use calm ones, so that a loaded machine (-race, two cores shared) does
 // not turn into store errors they assert against.
 const (
-	faultTimeout = 250 * time.Millisecond
+	faultTimeout = 500 * time.Millisecond
 	calmTimeout  = 3 * time.Second
 )
 

@@ -211,7 +211,9 @@ func startCluster(dir string) (*redisCluster, error) {
 		}
 		n, err := startRedis(dir, p, "--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(dir, fmt.Sprintf("nodes-%d.conf", p)),
-			"--cluster-node-timeout", "1000")
+			// Long enough that a starved machine (-race, shared cores)
+			// does not make nodes think each other failed.
+			"--cluster-node-timeout", "5000")
 		if err != nil {
 			c.Kill()
 			return nil, err
