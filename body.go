@@ -19,11 +19,13 @@ const (
 )
 
 // Buffer growth. Memory follows the bytes that arrived, never the length
-// the origin announced: a stalled or lying origin pins at most a few times
-// what it really sent.
+// the origin announced: nothing is allocated before the first bytes, and a
+// stalled or lying origin then pins at most 64 KiB or four times what it
+// really sent. Bodies of known length up to 64 KiB still get one exact
+// allocation, as they did when it was made from Content-Length.
 const (
 	minBuffer   = 512      // first allocation for a body of unknown length
-	knownBuffer = 16 << 10 // first allocation when the length is known
+	knownBuffer = 64 << 10 // first allocation when the length is known
 )
 
 var errReadAfterClose = errors.New("etagcache: read on closed response body")
@@ -93,7 +95,8 @@ func (b *storingBody) Close() error {
 		return b.rc.Close()
 	}
 	b.closed = true
-	finish := !b.done && !b.reading && b.remainderSmall() && b.ctx.Err() == nil
+	allow, small := b.remainder()
+	finish := !b.done && !b.reading && small && b.ctx.Err() == nil
 	if !finish {
 		// A Read may be blocked in rc: it fails once rc is closed, and finds
 		// the body abandoned.
@@ -101,34 +104,35 @@ func (b *storingBody) Close() error {
 	}
 	b.mu.Unlock()
 	if finish {
-		if body, ok := b.readRemainder(); ok {
+		if body, ok := b.readRemainder(allow); ok {
 			b.commit(trimmed(body))
 		}
 	}
 	return b.rc.Close()
 }
 
-// remainderSmall reports whether what is left of the body may be within
-// maxRemainder bytes. Called with mu held.
-func (b *storingBody) remainderSmall() bool {
-	return b.want < 0 || b.want-int64(len(b.buf)) <= maxRemainder
+// remainder returns how many more bytes Close may read to finish the body,
+// and whether that can be enough: the known rest of the body, or
+// maxRemainder when the length is unknown. Called with mu held.
+func (b *storingBody) remainder() (int64, bool) {
+	if b.want < 0 {
+		return maxRemainder, true
+	}
+	rest := b.want - int64(len(b.buf))
+	return rest, rest <= maxRemainder
 }
 
 // readRemainder reads the rest of a body that Close found unfinished, and
 // returns it whole if it ended cleanly. It reads in a goroutine so that the
 // wait can be bounded; on timeout or cancellation it closes rc to unblock
 // that goroutine and waits for it, so that none is left behind.
-func (b *storingBody) readRemainder() ([]byte, bool) {
+func (b *storingBody) readRemainder(allow int64) ([]byte, bool) {
 	type result struct {
 		body []byte
 		ok   bool
 	}
 	res := make(chan result, 1)
 	go func() {
-		allow := int64(maxRemainder)
-		if b.want >= 0 {
-			allow = b.want - int64(len(b.buf))
-		}
 		// One byte more than allowed tells a longer body from one that ends.
 		p := make([]byte, min(allow+1, 4<<10))
 		for zero := 0; zero < 100; {
