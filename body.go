@@ -32,9 +32,10 @@ var errReadAfterClose = errors.New("etagcache: read on closed response body")
 
 // storingBody passes a response body through to the caller and keeps a copy
 // of what was read. When the body ends without error, and its length matches
-// the announced Content-Length, commit receives the copy. A body that fails,
-// is closed early or outgrows max is never committed, and no more than max
-// bytes are ever held.
+// the announced Content-Length, commit receives the copy, in a slice whose
+// capacity is within 10% of its length. A body that fails, is closed more
+// than a small remainder before its end, or outgrows max is never
+// committed, and no more than max bytes are ever held.
 //
 // Close may be called while another goroutine is blocked in Read: it does
 // not wait for that Read, which then fails. Reads themselves must not be
