@@ -100,3 +100,13 @@ func (c *entryCache) reset() {
 	}
 	c.valid = false
 }
+
+// stats reports the bytes and entries held, for tests.
+func (c *entryCache) stats() (size int64, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mem == nil {
+		return 0, 0
+	}
+	return c.mem.Size(), c.mem.Len()
+}
