@@ -148,5 +148,10 @@ func TestBoltStoreParallelProcesses(t *testing.T) {
 		ok, boltParallelProcs, usedCache, time.Duration(maxWait)*time.Microsecond, requests.Load())
 	assert.Equal(t, boltParallelProcs, ok)
 	assert.Equal(t, boltParallelProcs, usedCache)
+	if raceBuild() {
+		// The race detector slows every process several times over; the
+		// 100 ms promise is checked by .ci/run's plain build of this test.
+		return
+	}
 	assert.Less(t, time.Duration(maxWait)*time.Microsecond, 100*time.Millisecond)
 }
