@@ -12,10 +12,37 @@ import (
 
 // cacheKey returns the normalised absolute URL that names a resource in the
 // store: scheme and host lower-cased, the scheme's default port dropped, an
-// empty path made "/", user information and fragment dropped. It runs on
-// every request, so it builds the key with a single allocation.
+// empty path made "/", user information and fragment dropped.
 func cacheKey(u *url.URL) string {
-	scheme, host := lowerASCII(u.Scheme), lowerASCII(u.Host)
+	return targetKey(u, "")
+}
+
+// requestKey returns the key of the request target that is really sent:
+// net/http sends req.Host as the Host field when it is set, and URL.Opaque
+// as the path when that is set, so both name the resource.
+func requestKey(req *http.Request) string {
+	return targetKey(req.URL, req.Host)
+}
+
+// targetKey builds a key with a single allocation: it runs on every request.
+func targetKey(u *url.URL, hostField string) string {
+	scheme, host := lowerASCII(u.Scheme), u.Host
+	if hostField != "" {
+		host = hostField
+	}
+	path := u.EscapedPath()
+	if u.Opaque != "" {
+		path = u.Opaque
+		if rest, ok := strings.CutPrefix(path, "//"); ok {
+			// "//authority/path": the request target names its own
+			// authority, and the server goes by it, not by Host.
+			host, path = rest, ""
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				host, path = rest[:i], rest[i:]
+			}
+		}
+	}
+	host = lowerASCII(host)
 	switch {
 	case scheme == "http" && strings.HasSuffix(host, ":80"):
 		host = host[:len(host)-3]
@@ -23,7 +50,6 @@ func cacheKey(u *url.URL) string {
 		host = host[:len(host)-4]
 	}
 	host = strings.TrimSuffix(host, ":") // an empty port is the default one
-	path := u.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
@@ -31,6 +57,15 @@ func cacheKey(u *url.URL) string {
 		return scheme + "://" + host + path + "?" + u.RawQuery
 	}
 	return scheme + "://" + host + path
+}
+
+// requestURL returns the URL of the request target that is really sent,
+// for resolving Location and Content-Location against it.
+func requestURL(req *http.Request) *url.URL {
+	if u, err := url.Parse(requestKey(req)); err == nil {
+		return u
+	}
+	return req.URL
 }
 
 // lowerASCII lower-cases s, without allocating when it already is.
@@ -47,45 +82,70 @@ func lowerASCII(s string) string {
 // (after the normalisation of cacheKey).
 func sameOrigin(a, b *url.URL) bool {
 	oa, ob := *a, *b
-	oa.Path, oa.RawPath, oa.RawQuery, oa.ForceQuery = "", "", "", false
-	ob.Path, ob.RawPath, ob.RawQuery, ob.ForceQuery = "", "", "", false
+	oa.Path, oa.RawPath, oa.RawQuery, oa.ForceQuery, oa.Opaque = "", "", "", false, ""
+	ob.Path, ob.RawPath, ob.RawQuery, ob.ForceQuery, ob.Opaque = "", "", "", false, ""
 	return cacheKey(&oa) == cacheKey(&ob)
 }
 
+// credentialFields are the request fields that say who is asking.
+var credentialFields = [...]string{"Authorization", "Cookie", "Proxy-Authorization"}
+
 // partition returns the part of a variant name that separates users: empty
 // for a request without credentials, otherwise a SHA-256 digest of them.
-// Raw credentials never leave this function.
-func partition(req *http.Request) string {
-	auth := req.Header.Values("Authorization")
-	cookie := req.Header.Values("Cookie")
+// h is the request's header with canonical keys. Raw credentials never
+// leave this function.
+func partition(h http.Header, u *url.URL) string {
 	var user string
-	if req.URL.User != nil {
-		user = req.URL.User.String()
+	if u.User != nil {
+		user = u.User.String()
 	}
-	if len(auth) == 0 && len(cookie) == 0 && user == "" {
+	if !hasCredentials(h) && user == "" {
 		return ""
 	}
-	h := sha256.New()
-	h.Write([]byte("etagcache credentials v1\x00"))
-	for _, v := range auth {
-		h.Write([]byte(v))
-		h.Write([]byte{0})
+	d := sha256.New()
+	d.Write([]byte("etagcache credentials v1\x00"))
+	for i, name := range credentialFields {
+		if i == 2 && len(h[name]) == 0 {
+			// Proxy-Authorization came later: leave the digests of
+			// requests without it as they were.
+			break
+		}
+		for _, v := range h[name] {
+			d.Write([]byte(v))
+			d.Write([]byte{0})
+		}
+		d.Write([]byte{1})
+		if i == 1 {
+			d.Write([]byte(user))
+		}
 	}
-	h.Write([]byte{1})
-	for _, v := range cookie {
-		h.Write([]byte(v))
-		h.Write([]byte{0})
+	return "u" + hex.EncodeToString(d.Sum(nil)[:16])
+}
+
+func hasCredentials(h http.Header) bool {
+	for _, name := range credentialFields {
+		if len(h[name]) > 0 {
+			return true
+		}
 	}
-	h.Write([]byte{1})
-	h.Write([]byte(user))
-	return "u" + hex.EncodeToString(h.Sum(nil)[:16])
+	return false
+}
+
+// hookPartition turns the value of a WithPartition hook into a partition.
+// It is hashed like credentials, since users may return one.
+func hookPartition(v string) string {
+	if v == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("etagcache partition v1\x00" + v))
+	return "p" + hex.EncodeToString(sum[:16])
 }
 
 // varyNames parses the Vary fields of a response into canonical header
 // names, without duplicates. star reports a "*" member, which no request
 // ever matches.
 func varyNames(h http.Header) (names []string, star bool) {
-	for _, line := range h.Values("Vary") {
+	for _, line := range h["Vary"] {
 		for _, f := range strings.Split(line, ",") {
 			f = strings.TrimSpace(f)
 			switch {
@@ -104,10 +164,10 @@ func varyNames(h http.Header) (names []string, star bool) {
 }
 
 // varyDigest hashes the credential partition and the request's values of
-// the named fields. Repeated field lines are joined and white space around
-// members trimmed, so equivalent requests hash alike (RFC 9111 §4.1); an
-// absent field hashes differently from an empty one.
-func varyDigest(part string, names []string, req *http.Request) [sha256.Size]byte {
+// the named fields (h has canonical keys). Repeated field lines are joined
+// and white space around members trimmed, so equivalent requests hash alike
+// (RFC 9111 §4.1); an absent field hashes differently from an empty one.
+func varyDigest(part string, names []string, h http.Header) [sha256.Size]byte {
 	if part == "" && len(names) == 0 {
 		return noVaryDigest // the common case, hashed once
 	}
@@ -116,7 +176,7 @@ func varyDigest(part string, names []string, req *http.Request) [sha256.Size]byt
 	for _, name := range names {
 		b = append(b, 0)
 		b = append(b, name...)
-		vs, ok := req.Header[name]
+		vs, ok := h[name]
 		if !ok {
 			b = append(b, 1)
 			continue
@@ -136,10 +196,12 @@ func varyDigest(part string, names []string, req *http.Request) [sha256.Size]byt
 
 var noVaryDigest = sha256.Sum256(nil)
 
-// matches reports whether e is the variant that req selects.
-func (e *Entry) matches(part string, req *http.Request) bool {
-	d := varyDigest(part, e.VaryNames, req)
-	return bytes.Equal(d[:], e.VaryDigest)
+// matches reports whether e is the variant that a request with header h
+// (canonical keys) selects: its Vary values match, and the request accepts
+// the content coding of the stored body.
+func (e *Entry) matches(part string, h http.Header) bool {
+	d := varyDigest(part, e.VaryNames, h)
+	return bytes.Equal(d[:], e.VaryDigest) && acceptsCoding(h, e.Header)
 }
 
 // derivedVariant names where a variant lives when the partition's primary

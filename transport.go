@@ -42,14 +42,19 @@ var ErrUnexpectedNotModified = errors.New("etagcache: origin answered 304 to an 
 // the stored body. It is safe for concurrent use.
 //
 // Every response to a GET that it handles carries a Cache-Status field
-// (RFC 9211) naming "etagcache", and X-From-Cache: 1 when the body came from
-// the store.
+// (RFC 9211) naming "etagcache"; ResultOf reads it. X-From-Cache: 1 marks a
+// response for which the origin was not contacted at all. A revalidated
+// response does not carry it: its header fields are the origin's, fresh
+// from the 304, so that clients which skip X-From-Cache responses (such as
+// go-github's rate-limit tracking) follow the origin.
 type Transport struct {
-	store   Store
-	base    http.RoundTripper
-	log     *slog.Logger
-	maxSize int64
-	stats   counters
+	store       Store
+	base        http.RoundTripper
+	log         *slog.Logger
+	maxSize     int64
+	partitionOf func(*http.Request) string // nil: the credential digest
+	warnedBelow atomic.Bool
+	stats       counters
 }
 
 // Option configures a Transport.
@@ -57,6 +62,14 @@ type Option func(*Transport)
 
 // WithBase sets the transport that really sends requests. The default is
 // http.DefaultTransport.
+//
+// A base that adds credentials itself (an oauth2.Transport, say) hides them
+// from the cache, which would then key every user's responses alike. The
+// Transport notices such credentials on the request the base really sent,
+// and neither stores nor merges those responses (it logs one warning). Two
+// layouts keep the cache both safe and useful: put the authenticating
+// transport above the cache (&oauth2.Transport{Base: cacheTransport}), or
+// keep it below and name the user with WithPartition.
 func WithBase(rt http.RoundTripper) Option {
 	return func(t *Transport) { t.base = rt }
 }
@@ -72,6 +85,24 @@ func WithLogger(l *slog.Logger) Option {
 // bytes of one body are ever buffered. The default is DefaultMaxEntrySize.
 func WithMaxEntrySize(n int64) Option {
 	return func(t *Transport) { t.maxSize = n }
+}
+
+// WithPartition sets the function that says which user a request belongs
+// to. Entries of one partition are never served to another. The value is
+// hashed before it names anything in the store; "" is the partition of
+// anonymous requests.
+//
+// By default the partition is a digest of the request's credentials
+// (Authorization, Cookie, Proxy-Authorization and URL user information), so
+// one user's body can never reach another; but every new token or session
+// cookie starts with a cold cache and leaves the old entries behind. A
+// function that returns a stable identity (an account or installation ID,
+// not the token) keeps the cache warm across token rotation and rolling
+// cookies. The trade-off is that the function is then trusted: two requests
+// it puts in one partition share entries whatever credentials they carry,
+// and credentials added by the base transport are taken as accounted for.
+func WithPartition(f func(*http.Request) string) Option {
+	return func(t *Transport) { t.partitionOf = f }
 }
 
 // NewTransport returns a Transport that keeps its entries in store.
@@ -92,6 +123,14 @@ func NewTransport(store Store, opts ...Option) *Transport {
 // Client returns an http.Client that sends its requests through t.
 func (t *Transport) Client() *http.Client {
 	return &http.Client{Transport: t}
+}
+
+// CloseIdleConnections closes the idle connections of the base transport,
+// when it has such a method (http.Client.CloseIdleConnections relies on it).
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // Stats are the counters of a Transport since it was made.
@@ -130,46 +169,73 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	default:
 		return t.unsafe(req)
 	}
-	if hasConditional(req.Header) || hasDirective(req.Header, "no-store") ||
+	h := canonicalHeader(req.Header)
+	if hasConditional(h) || hasDirective(h, "no-store") ||
 		(req.Body != nil && req.Body != http.NoBody) {
 		t.stats.bypassed.Add(1)
-		resp, err := t.base.RoundTrip(req)
-		if err == nil {
-			addCacheStatus(resp.Header, "fwd=bypass")
+		resp, err := t.send(req)
+		if err != nil {
+			return nil, err
 		}
-		return resp, err
+		addCacheStatus(resp.Header, "fwd=bypass")
+		return resp, nil
 	}
-	return t.get(req)
+	return t.get(req, h)
+}
+
+// send passes a request to the base transport and makes its answer safe to
+// work on: a response, with a header map whose keys are canonical.
+func (t *Transport) send(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp == nil {
+		return nil, errors.New("etagcache: base transport returned neither a response nor an error")
+	}
+	if resp.Header == nil {
+		resp.Header = make(http.Header)
+	} else {
+		resp.Header = canonicalHeader(resp.Header)
+	}
+	return resp, nil
 }
 
 // lookup is what the store holds for one GET request.
 type lookup struct {
 	key, part string
-	entry     *Entry // the variant matching the request, or nil
-	variant   string // where entry lives
-	primary   bool   // whether the partition's primary slot holds any entry
-	fwd       string // Cache-Status reason when entry is nil
+	h         http.Header // the request's header, canonical keys
+	entry     *Entry      // the variant matching the request, or nil
+	variant   string      // where entry lives
+	primary   bool        // whether the partition's primary slot holds any entry
+	fwd       string      // Cache-Status reason when entry is nil
 }
 
 // find looks a request up. Variants of a resource for one partition live in
-// a primary slot (the first stored) and, when Vary sets them apart, in slots
-// named by their Vary digest, computed with the primary's Vary names. So a
-// request costs one store read, or two when it wants another variant.
-func (t *Transport) find(ctx context.Context, req *http.Request) (lookup, error) {
-	l := lookup{key: cacheKey(req.URL), part: partition(req), fwd: "uri-miss"}
+// a primary slot (the first stored) and, when Vary or content coding sets
+// them apart, in slots named by their Vary digest, computed with the
+// primary's Vary names. So a request costs one store read, or two when it
+// wants another variant.
+func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) (lookup, error) {
+	l := lookup{key: requestKey(req), h: h, fwd: "uri-miss"}
+	if t.partitionOf != nil {
+		l.part = hookPartition(t.partitionOf(req))
+	} else {
+		l.part = partition(h, req.URL)
+	}
 	e, err := t.storeGet(ctx, l.key, l.part)
 	if e == nil {
 		return l, err
 	}
 	l.primary = true
-	if e.matches(l.part, req) {
+	if e.matches(l.part, h) {
 		l.entry, l.variant = e, l.part
 		return l, nil
 	}
 	l.fwd = "vary-miss"
-	v := derivedVariant(l.part, varyDigest(l.part, e.VaryNames, req))
+	v := derivedVariant(l.part, varyDigest(l.part, e.VaryNames, h))
 	e, err = t.storeGet(ctx, l.key, v)
-	if e != nil && e.matches(l.part, req) {
+	if e != nil && e.matches(l.part, h) {
 		l.entry, l.variant = e, v
 	}
 	return l, err
@@ -209,9 +275,9 @@ func (t *Transport) storeFailed(ctx context.Context, op, key string, err error) 
 }
 
 // get serves a GET request through the store.
-func (t *Transport) get(req *http.Request) (*http.Response, error) {
+func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error) {
 	ctx := req.Context()
-	l, err := t.find(ctx, req)
+	l, err := t.find(ctx, req, h)
 	if err != nil {
 		return nil, err
 	}
@@ -236,9 +302,17 @@ func (t *Transport) get(req *http.Request) (*http.Response, error) {
 		cond.Header["If-Modified-Since"] = vs[1:2:2]
 	}
 	sent := time.Now()
-	resp, err := t.base.RoundTrip(cond)
+	resp, err := t.send(cond)
 	if err != nil {
 		return nil, err
+	}
+	if t.unaccounted(ctx, cond, resp) {
+		if resp.StatusCode == http.StatusNotModified {
+			// Whose representation this 304 confirms is unknown.
+			discard(resp.Body)
+			return t.fetch(req, l, "fwd=stale; detail=credentials-below-cache", true)
+		}
+		return t.passOn(req, resp, "fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail=credentials-below-cache"), nil
 	}
 	if resp.StatusCode != http.StatusNotModified {
 		if resp.StatusCode == http.StatusOK {
@@ -248,26 +322,71 @@ func (t *Transport) get(req *http.Request) (*http.Response, error) {
 	}
 	discard(resp.Body)
 
-	if etag := resp.Header.Get("Etag"); etag != "" && !weakMatch(etag, l.entry.Header.Get("Etag")) {
+	if _, star := varyNames(resp.Header); star {
+		// Vary: * matches no request (RFC 9111 §4.1): the entry is useless.
+		t.storeDelete(ctx, l.key)
+		return t.fetch(req, l, "fwd=stale; detail=vary-star", true)
+	}
+	if why := unconfirmed(l.entry.Header, resp.Header); why != "" {
 		// The 304 confirms a representation we do not hold: never splice
 		// its header onto this body (RFC 9111 §4.3.4). Ask again, plainly.
-		return t.fetch(req, l, "fwd=stale; detail=etag-mismatch", true)
+		return t.fetch(req, l, "fwd=stale; detail="+why, true)
 	}
 	return t.revalidated(req, l, resp, sent), nil
+}
+
+// unaccounted reports whether the request the base transport really sent
+// (net/http's resp.Request) carries credentials that the partition did not
+// account for: a base that authenticates by itself. Such a response must be
+// neither stored nor merged, since the cache cannot tell users apart.
+func (t *Transport) unaccounted(ctx context.Context, sent *http.Request, resp *http.Response) bool {
+	if t.partitionOf != nil || resp.Request == nil || resp.Request == sent {
+		return false
+	}
+	got := canonicalHeader(resp.Request.Header)
+	if !hasCredentials(got) {
+		return false
+	}
+	want := canonicalHeader(sent.Header)
+	for _, name := range credentialFields {
+		if !slices.Equal(got[name], want[name]) {
+			if !t.warnedBelow.Swap(true) {
+				t.log.WarnContext(ctx, "etagcache: the base transport adds credentials that the cache cannot see, "+
+					"so its responses are not cached; put the authenticating transport above the cache "+
+					"(for example &oauth2.Transport{Base: cache}), or keep it below and name the user with WithPartition",
+					"field", name)
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // fetch sends the caller's request unchanged and stores the answer if it
 // may be stored.
 func (t *Transport) fetch(req *http.Request, l lookup, status string, stale bool) (*http.Response, error) {
 	sent := time.Now()
-	resp, err := t.base.RoundTrip(req)
+	resp, err := t.send(req)
 	if err != nil {
 		return nil, err
 	}
 	if stale {
 		status += "; fwd-status=" + strconv.Itoa(resp.StatusCode)
 	}
+	if resp.StatusCode != http.StatusNotModified && t.unaccounted(req.Context(), req, resp) {
+		if !strings.Contains(status, "detail=") {
+			status += "; detail=credentials-below-cache"
+		}
+		return t.passOn(req, resp, status), nil
+	}
 	return t.stored(req, l, resp, sent, status, stale)
+}
+
+// passOn hands the caller a response that is not stored.
+func (t *Transport) passOn(req *http.Request, resp *http.Response, status string) *http.Response {
+	resp.Request = req
+	addCacheStatus(resp.Header, status)
+	return resp
 }
 
 // stored finishes a response that came with a body from the origin: it
@@ -284,10 +403,9 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		if stale && resp.StatusCode == http.StatusOK {
 			t.storeDelete(req.Context(), l.key)
 		}
-		addCacheStatus(resp.Header, status)
-		return resp, nil
+		return t.passOn(req, resp, status), nil
 	}
-	digest := varyDigest(l.part, names, req)
+	digest := varyDigest(l.part, names, l.h)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       storedHeader(resp.Header),
@@ -312,8 +430,7 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		}
 		t.stats.stored.Add(1)
 	})
-	addCacheStatus(resp.Header, status+"; stored")
-	return resp, nil
+	return t.passOn(req, resp, status+"; stored"), nil
 }
 
 // storable reports whether a response to a GET may be stored, and the Vary
@@ -344,16 +461,19 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	case hasDirective(nm.Header, "no-store"): // a stored entry never had it
 		t.storeDelete(ctx, l.key)
 	case !onlyDateMoved(old.Header, nm.Header):
-		t.persist(ctx, l, old, merged.Clone(), sent, req)
+		t.persist(ctx, l, old, merged.Clone(), sent)
 	}
 
 	t.stats.revalidated.Add(1)
 	t.stats.bytesServed.Add(int64(len(old.Body)))
-	// The three fields we add share one array.
-	added := []string{strconv.Itoa(len(old.Body)), "1", cacheStatus(merged, "fwd=stale; fwd-status=304")}
+	// The fields we add share one array. Set-Cookie is the 304's: it is
+	// for this caller, never stored and never replayed.
+	added := []string{strconv.Itoa(len(old.Body)), cacheStatus(nm.Header, "fwd=stale; fwd-status=304")}
 	merged["Content-Length"] = added[0:1:1]
-	merged[headerFromCache] = added[1:2:2]
-	merged[headerCacheStatus] = added[2:3:3]
+	merged[headerCacheStatus] = added[1:2:2]
+	if sc := nm.Header["Set-Cookie"]; len(sc) > 0 {
+		merged["Set-Cookie"] = sc
+	}
 	status := "200 OK"
 	if old.Status != http.StatusOK {
 		status = strconv.Itoa(old.Status) + " " + http.StatusText(old.Status)
@@ -374,14 +494,14 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 
 // persist writes a revalidated entry's new header: through HeaderUpdater
 // when the store has it, so the body is not rewritten, else by a full Put.
-func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header http.Header, sent time.Time, req *http.Request) {
+func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header http.Header, sent time.Time) {
 	e := *old
 	e.Header = header
 	e.RequestTime, e.ResponseTime = sent, time.Now()
 	if names, _ := varyNames(header); !slices.Equal(names, old.VaryNames) {
 		// Vary changed under a 304: keep the entry where it is, filed under
 		// the new names, so the next lookup matches it afresh.
-		d := varyDigest(l.part, names, req)
+		d := varyDigest(l.part, names, l.h)
 		e.VaryNames, e.VaryDigest = names, d[:]
 	}
 	var err error
@@ -401,49 +521,22 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ht
 func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
 	t.stats.bypassed.Add(1)
 	resp, err := t.base.RoundTrip(req)
-	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
+	if err != nil || resp == nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return resp, err
 	}
 	ctx := req.Context()
-	t.storeDelete(ctx, cacheKey(req.URL))
+	target, h := requestURL(req), canonicalHeader(resp.Header)
+	t.storeDelete(ctx, requestKey(req))
 	for _, field := range []string{"Location", "Content-Location"} {
-		v := resp.Header.Get(field)
+		v := h.Get(field)
 		if v == "" {
 			continue
 		}
-		if u, err := req.URL.Parse(v); err == nil && sameOrigin(u, req.URL) {
+		if u, err := target.Parse(v); err == nil && sameOrigin(u, target) {
 			t.storeDelete(ctx, cacheKey(u))
 		}
 	}
 	return resp, nil
-}
-
-// addCacheStatus appends this cache's member to the Cache-Status list,
-// after those of caches closer to the origin (RFC 9211 §2).
-func addCacheStatus(h http.Header, params string) {
-	h.Set(headerCacheStatus, cacheStatus(h, params))
-}
-
-// cacheStatus returns the Cache-Status value for h with this cache's member
-// appended.
-func cacheStatus(h http.Header, params string) string {
-	member := cacheStatusMember(params)
-	if prev := h[headerCacheStatus]; len(prev) > 0 {
-		member = strings.Join(prev, ", ") + ", " + member
-	}
-	return member
-}
-
-// cacheStatusMember returns this cache's Cache-Status member, without
-// building a string for the common cases.
-func cacheStatusMember(params string) string {
-	switch params {
-	case "fwd=stale; fwd-status=304":
-		return "etagcache; fwd=stale; fwd-status=304"
-	case "fwd=bypass":
-		return "etagcache; fwd=bypass"
-	}
-	return "etagcache; " + params
 }
 
 // storedBody serves a stored body; its bytes are shared, never copied.

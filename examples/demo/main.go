@@ -107,7 +107,7 @@ func poll(name, url, cache string, count int) error {
 			return err
 		}
 		fromStore := 0
-		if resp.Header.Get("X-From-Cache") == "1" {
+		if etagcache.ResultOf(resp) == etagcache.ResultRevalidated {
 			fromStore = len(body)
 		}
 		fmt.Printf("%-9s  %4d  %4d  %6d  %11d  %10d  %s\n", name, i, wire.status(), resp.StatusCode,
