@@ -1,6 +1,7 @@
 package etagcache
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -163,10 +164,12 @@ type requestDirectives struct {
 // noCache reports whether the request wants the stored response validated.
 func (r requestDirectives) noCache() bool { return r.cc.noCache }
 
-func parseRequestDirectives(req *http.Request) requestDirectives {
-	r := requestDirectives{cc: parseCacheControl(req.Header)}
-	if _, ok := req.Header["Cache-Control"]; !ok {
-		for _, v := range req.Header["Pragma"] {
+// parseRequestDirectives reads a request's directives from its header h
+// (canonical keys) and its context ctx.
+func parseRequestDirectives(ctx context.Context, h http.Header) requestDirectives {
+	r := requestDirectives{cc: parseCacheControl(h)}
+	if _, ok := h["Cache-Control"]; !ok {
+		for _, v := range h["Pragma"] {
 			for _, f := range strings.Split(v, ",") {
 				if strings.EqualFold(strings.TrimSpace(f), "no-cache") {
 					r.cc.noCache = true
@@ -174,7 +177,6 @@ func parseRequestDirectives(req *http.Request) requestDirectives {
 			}
 		}
 	}
-	ctx := req.Context()
 	if ctx.Value(ctxOnlyIfCached{}) != nil {
 		r.cc.onlyIfCached = true
 	}

@@ -34,7 +34,7 @@ func reqWith(fields ...string) requestDirectives {
 		k, v, _ := strings.Cut(f, ": ")
 		r.Header.Add(k, v)
 	}
-	return parseRequestDirectives(r)
+	return parseRequestDirectives(r.Context(), r.Header)
 }
 
 var freshOn = freshConfig{enabled: true, heuristicFraction: defaultHeuristicFraction, heuristicCap: defaultHeuristicCap}
@@ -99,7 +99,7 @@ func TestDecide(t *testing.T) {
 		{name: "9110 5.6.7 RFC 850 date accepted", cfg: freshOn, req: reqWith(),
 			entry: entryAt("Expires: "+t0.Add(time.Hour).Format(time.RFC850), "Date: "+date(0)), at: time.Minute, want: actServe},
 		{name: "9111 4.2.1 Expires without Date uses response time", cfg: freshOn, req: reqWith(),
-			entry: entryAt("Expires: "+date(time.Hour)), at: time.Minute, want: actServe, ttl: 59 * time.Minute},
+			entry: entryAt("Expires: " + date(time.Hour)), at: time.Minute, want: actServe, ttl: 59 * time.Minute},
 		{name: "9111 4.2.3 received Age counts", cfg: freshOn, req: reqWith(),
 			entry: entryAt(etag, "Cache-Control: max-age=3600", "Age: 3590", "Date: "+date(0)), at: 20 * time.Second, want: actRevalidate, age: 3610 * time.Second},
 		{name: "9111 4.2.3 apparent age from an old Date", cfg: freshOn, req: reqWith(),
@@ -220,7 +220,7 @@ func TestDecideContextOverrides(t *testing.T) {
 	get := func(ctx context.Context) requestDirectives {
 		r, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.com/", nil)
 		require.NoError(t, err)
-		return parseRequestDirectives(r)
+		return parseRequestDirectives(r.Context(), r.Header)
 	}
 	d := decide(get(WithRefresh(context.Background())), e, t0.Add(time.Second), freshOn)
 	assert.Equal(t, actFetch, d.action, "WithRefresh fetches a fresh entry anew")
