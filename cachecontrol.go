@@ -187,45 +187,98 @@ func parseRequestDirectives(ctx context.Context, h http.Header) requestDirective
 }
 
 // httpDate parses an HTTP-date in any of the three forms recipients must
-// accept (RFC 9110 §5.6.7), case-insensitively; a zone other than GMT is
-// invalid (RFC 9111 §4.2).
+// accept (RFC 9110 §5.6.7): IMF-fixdate, RFC 850 and asctime. Names are
+// matched case-insensitively (RFC 9111 §4.2), but the shape is strict: one
+// space between parts, two-digit fields, a four-digit year (two in RFC 850),
+// and GMT as the only zone, so that a malformed Expires reads as invalid
+// (and so as already expired) rather than as some guess.
 func httpDate(v string) (time.Time, bool) {
 	v = strings.TrimSpace(v)
-	if v == "" {
+	var layout string
+	switch {
+	case shaped(v, "Aaa, dd Aaa dddd dd:dd:dd GMT"):
+		if t, ok := imfFixdate(v); ok {
+			return t, true
+		}
+		layout = http.TimeFormat
+	case shaped(v, "Aaa Aaa _d dd:dd:dd dddd"):
+		layout = time.ANSIC
+	default:
+		day, rest, ok := strings.Cut(v, ", ")
+		if !ok || len(day) < 6 || !shaped(rest, "dd-Aaa-dd dd:dd:dd GMT") {
+			return time.Time{}, false
+		}
+		layout = time.RFC850
+	}
+	// time.Parse matches day and month names whatever their case, but
+	// not the zone: only an unusual "gmt" costs an allocation.
+	if layout != time.ANSIC && !strings.HasSuffix(v, "GMT") {
+		v = v[:len(v)-3] + "GMT"
+	}
+	t, err := time.Parse(layout, v)
+	if err != nil {
 		return time.Time{}, false
 	}
-	if t, err := http.ParseTime(v); err == nil {
-		return t, true
-	}
-	// http.ParseTime is case-sensitive about day, month and zone names.
-	if t, err := http.ParseTime(titleWords(v)); err == nil {
-		return t, true
-	}
-	return time.Time{}, false
+	return t.UTC(), true
 }
 
-// titleWords writes every run of letters as "Word", and GMT as "GMT".
-func titleWords(v string) string {
-	b := []byte(v)
-	for i := 0; i < len(b); {
-		if !isLetter(b[i]) {
-			i++
-			continue
+// imfFixdate reads a date already shaped as IMF-fixdate, without the cost
+// of time.Parse (it runs on every fresh hit). The week day is not checked,
+// as time.Parse does not check it either.
+func imfFixdate(v string) (time.Time, bool) {
+	num := func(s string) int {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			n = n*10 + int(s[i]-'0')
 		}
-		j := i
-		for j < len(b) && isLetter(b[j]) {
-			j++
-		}
-		word := strings.ToLower(string(b[i:j]))
-		if word == "gmt" {
-			word = "GMT"
-		} else {
-			word = strings.ToUpper(word[:1]) + word[1:]
-		}
-		copy(b[i:j], word)
-		i = j
+		return n
 	}
-	return string(b)
+	month := 0
+	for i, m := range [...]string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"} {
+		if v[8]|0x20 == m[0] && v[9]|0x20 == m[1] && v[10]|0x20 == m[2] {
+			month = i + 1
+		}
+	}
+	day, hour, minute, sec := num(v[5:7]), num(v[17:19]), num(v[20:22]), num(v[23:25])
+	if month == 0 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 60 {
+		return time.Time{}, false
+	}
+	t := time.Date(num(v[12:16]), time.Month(month), day, hour, minute, sec, 0, time.UTC)
+	if t.Day() != day { // 31 Feb and the like
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// shaped reports whether v matches shape character by character: 'A' or
+// 'a' a letter of either case, 'd' a digit, '_' a space or a digit, and
+// any other letter of shape itself in either case; the rest matches itself.
+func shaped(v, shape string) bool {
+	if len(v) != len(shape) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c, want := v[i], shape[i]
+		switch want {
+		case 'A', 'a':
+			if !isLetter(c) {
+				return false
+			}
+		case 'd':
+			if c < '0' || c > '9' {
+				return false
+			}
+		case '_':
+			if c != ' ' && (c < '0' || c > '9') {
+				return false
+			}
+		default:
+			if c != want && !(isLetter(c) && c|0x20 == want|0x20) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }

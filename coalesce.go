@@ -21,25 +21,27 @@ import (
 //     under a context detached from every caller's (context.WithoutCancel of
 //     the first one's, so its values stay) and cancelled only when the count
 //     falls to zero: a caller that gives up leaves, the others go on.
-//   - late joiners: a caller that arrives after the header came but while
-//     the body still streams joins the same response instead of starting a
-//     second exchange.
-//   - a body each caller reads on its own: the origin's body is pumped once
-//     into memory (never more than the maximum entry size) and every caller
-//     streams from that buffer as it fills, so nobody waits for the end of
-//     the body before the first bytes, as without coalescing.
+//   - a body each caller reads on its own. A caller alone in its flight gets
+//     the response as it is, streaming as without coalescing. Several share
+//     a broadcast: whoever needs bytes nobody has read yet reads them from
+//     the origin and keeps them in memory (never more than the maximum entry
+//     size), and the others read them from there at their own pace. No
+//     goroutine is started: the readers drive it.
+//
+// Only callers that arrive while the header is awaited share; one that
+// arrives later starts an exchange of its own, so no caller gets a response
+// that was under way before it asked.
 //
 // A response whose Content-Length already says it is larger than the
-// maximum entry size is not shared: the first caller to take it gets it as
-// it is, the others send their own requests. A body without a length that
-// turns out larger makes the callers still reading it fail with
-// ErrCoalescedBodyTooLarge.
+// maximum entry size goes to one caller as it is; the others send their own
+// requests. A body without a length that turns out larger streams on if only
+// one reader is left, and otherwise fails with ErrCoalescedBodyTooLarge.
 
-// ErrCoalescedBodyTooLarge is returned by the body of a coalesced response
-// (one shared by concurrent identical requests) that turned out, with no
-// Content-Length announced, to be larger than the maximum entry size, when
-// more of it was needed than could be kept. Disable coalescing with
-// WithCoalescing(false), or raise WithMaxEntrySize, for such resources.
+// ErrCoalescedBodyTooLarge is returned by the body of a response shared by
+// concurrent identical requests that turned out, with no Content-Length
+// announced, to be larger than the maximum entry size while several callers
+// were still reading it. Turn coalescing off with WithCoalescing(false), or
+// raise WithMaxEntrySize, for such resources.
 var ErrCoalescedBodyTooLarge = errors.New("etagcache: coalesced response body larger than the maximum entry size")
 
 // errNotShared tells a waiter to send its own request: the response was
@@ -58,23 +60,24 @@ type flight struct {
 	id     string // singleflight key: the flight key and a generation
 	ctx    context.Context
 	cancel context.CancelFunc
-	refs   int             // guarded by coalescer.mu
-	joined int             // callers that ever joined; guarded by coalescer.mu
-	res    *sharedResponse // set once the header came; guarded by coalescer.mu
+	refs   int  // callers holding it; guarded by coalescer.mu
+	joined int  // callers that joined while the header was awaited
+	open   bool // still in coalescer.m, accepting callers
 }
 
 // sharedResponse is the origin's answer as every waiter copies it.
 type sharedResponse struct {
-	resp  *http.Response // metadata only: its Header and Body are never handed out
-	bytes []byte         // the whole body, when known at once
-	body  *broadcast     // or the body as it streams in
-	solo  sync.Once      // hands an unshared response to one waiter
+	resp     *http.Response // metadata: its Header is never handed out
+	waiters  int            // how many joined the flight
+	bytes    []byte         // the whole body, when known at once (hasBytes)
+	hasBytes bool
+	body     *broadcast // or the body as it is read
+	solo     sync.Once  // hands an unshared body to one waiter
 }
 
 // do runs fn once for the concurrent callers that pass the same key and
 // returns each its own response. led reports whether this caller's fn ran
-// (the others were collapsed onto it). fn must return a response whose
-// Body is read only through the pump; it runs under the flight's context.
+// (the others were collapsed onto it). fn runs under the flight's context.
 func (c *coalescer) do(ctx context.Context, key string, maxSize int64, fn func(context.Context) (*http.Response, error)) (resp *http.Response, led bool, err error) {
 	c.mu.Lock()
 	if c.m == nil {
@@ -84,55 +87,63 @@ func (c *coalescer) do(ctx context.Context, key string, maxSize int64, fn func(c
 	if fl == nil {
 		c.gen++
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		fl = &flight{id: key + "\x00" + strconv.FormatUint(c.gen, 10), ctx: fctx, cancel: cancel}
+		fl = &flight{id: key + "\x00" + strconv.FormatUint(c.gen, 10), ctx: fctx, cancel: cancel, open: true}
 		c.m[key] = fl
 	}
 	fl.refs++
 	fl.joined++
-	first := fl.joined == 1
-	res := fl.res
+	led = fl.joined == 1
 	c.mu.Unlock()
 
-	if res == nil {
-		ch := c.g.DoChan(fl.id, func() (any, error) {
-			r, err := fn(fl.ctx)
-			if err != nil {
-				return nil, err
-			}
-			sr := newSharedResponse(r, maxSize)
-			c.mu.Lock()
-			fl.res = sr
-			c.mu.Unlock()
-			return sr, nil
-		})
-		select {
-		case <-ctx.Done():
-			c.leave(key, fl)
-			return nil, first, ctx.Err()
-		case r := <-ch:
-			if r.Err != nil {
-				c.leave(key, fl)
-				return nil, first, r.Err
-			}
-			res = r.Val.(*sharedResponse)
+	ch := c.g.DoChan(fl.id, func() (any, error) {
+		r, err := fn(fl.ctx)
+		c.mu.Lock()
+		c.close(key, fl) // later callers start their own exchange
+		n := fl.joined
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
+		return newSharedResponse(r, n, maxSize), nil
+	})
+	var sr *sharedResponse
+	select {
+	case <-ctx.Done():
+		c.leave(key, fl)
+		return nil, led, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			c.leave(key, fl)
+			return nil, led, r.Err
+		}
+		sr = r.Val.(*sharedResponse)
 	}
-	resp, err = res.copyFor(func() { c.leave(key, fl) })
+	resp, err = sr.copyFor(func() { c.leave(key, fl) })
 	if err != nil {
 		c.leave(key, fl)
-		return nil, first, err
+		return nil, led, err
 	}
-	return resp, first, nil
+	return resp, led, nil
+}
+
+// close stops a flight from taking callers; c.mu is held.
+func (c *coalescer) close(key string, fl *flight) {
+	if fl.open {
+		fl.open = false
+		if c.m[key] == fl {
+			delete(c.m, key)
+		}
+	}
 }
 
 // leave drops one caller's hold on a flight; the last one out cancels the
-// exchange and forgets the flight.
+// exchange (and with it any body still being read).
 func (c *coalescer) leave(key string, fl *flight) {
 	c.mu.Lock()
 	fl.refs--
 	last := fl.refs == 0
-	if last && c.m[key] == fl {
-		delete(c.m, key)
+	if last {
+		c.close(key, fl)
 	}
 	c.mu.Unlock()
 	if last {
@@ -140,7 +151,8 @@ func (c *coalescer) leave(key string, fl *flight) {
 	}
 }
 
-// waiting returns how many callers hold the flight for key (for tests).
+// waiting returns how many callers wait on the open flight for key (for
+// tests).
 func (c *coalescer) waiting(key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -150,24 +162,35 @@ func (c *coalescer) waiting(key string) int {
 	return 0
 }
 
+// waitingAll returns how many callers wait on open flights (for tests).
+func (c *coalescer) waitingAll() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, fl := range c.m {
+		n += fl.refs
+	}
+	return n
+}
+
 // bytesBody is implemented by bodies that hold all their bytes already (a
 // response served from the store), so sharing them copies nothing.
 type bytesBody interface{ allBytes() []byte }
 
-func newSharedResponse(r *http.Response, maxSize int64) *sharedResponse {
-	sr := &sharedResponse{resp: r}
+func newSharedResponse(r *http.Response, waiters int, maxSize int64) *sharedResponse {
+	sr := &sharedResponse{resp: r, waiters: waiters}
+	if waiters == 1 {
+		return sr // the caller alone gets the response as it is
+	}
 	switch b := r.Body.(type) {
 	case nil:
 	case bytesBody:
-		sr.bytes = b.allBytes()
+		sr.bytes, sr.hasBytes = b.allBytes(), true
 	default:
-		if b == http.NoBody {
-			break
+		if b == http.NoBody || r.ContentLength > maxSize {
+			break // not shared: see copyFor
 		}
-		if r.ContentLength > maxSize {
-			return sr // too large to share; see copyFor
-		}
-		sr.body = newBroadcast(b, r.ContentLength, maxSize)
+		sr.body = newBroadcast(b, r.ContentLength, maxSize, waiters)
 	}
 	return sr
 }
@@ -177,15 +200,16 @@ func newSharedResponse(r *http.Response, maxSize int64) *sharedResponse {
 func (sr *sharedResponse) copyFor(release func()) (*http.Response, error) {
 	r := new(http.Response)
 	*r = *sr.resp
-	r.Header = sr.resp.Header.Clone()
+	if sr.waiters > 1 {
+		r.Header = sr.resp.Header.Clone()
+	}
 	switch {
 	case sr.body != nil:
 		r.Body = &broadcastReader{b: sr.body, release: release}
-	case sr.bytes != nil:
+	case sr.hasBytes:
 		r.Body = &releasingBody{ReadCloser: newStoredBody(sr.bytes), release: release}
 	case sr.resp.Body == nil || sr.resp.Body == http.NoBody:
 		release()
-		r.Body = http.NoBody
 	default:
 		taken := false
 		sr.solo.Do(func() { taken = true })
@@ -218,50 +242,28 @@ func (b *releasingBody) Close() error {
 	return err
 }
 
-// broadcast pumps one body into memory, once, for any number of readers
-// that each read it at their own pace.
+// broadcast shares one body among several readers. The reader that needs
+// bytes beyond what has been read takes the turn to read them from src;
+// the others wait for them, or for their own Close.
 type broadcast struct {
+	src     io.ReadCloser
+	max     int64
+	turn    chan struct{} // a token: whoever holds it reads src
 	mu      sync.Mutex
 	buf     []byte
-	done    bool
-	err     error         // io.EOF when complete
-	changed chan struct{} // closed and replaced whenever buf or done change
+	readers int   // readers not yet done
+	err     error // set once src has ended (io.EOF when complete)
+	solo    *broadcastReader
+	changed chan struct{} // closed and replaced whenever buf or err change
 }
 
-func newBroadcast(src io.ReadCloser, contentLength, maxSize int64) *broadcast {
-	b := &broadcast{changed: make(chan struct{})}
+func newBroadcast(src io.ReadCloser, contentLength, maxSize int64, readers int) *broadcast {
+	b := &broadcast{src: src, max: maxSize, readers: readers, turn: make(chan struct{}, 1), changed: make(chan struct{})}
+	b.turn <- struct{}{}
 	if contentLength > 0 && contentLength <= maxSize {
 		b.buf = make([]byte, 0, contentLength)
 	}
-	go b.pump(src, maxSize)
 	return b
-}
-
-// pump reads src to its end. It ends when src does: at EOF, on error, or
-// when the flight's context is cancelled under it (every reader left).
-func (b *broadcast) pump(src io.ReadCloser, maxSize int64) {
-	defer src.Close()
-	chunk := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(chunk)
-		b.mu.Lock()
-		if n > 0 {
-			if int64(len(b.buf)+n) > maxSize {
-				err = ErrCoalescedBodyTooLarge
-			} else {
-				b.buf = appendCapped(b.buf, chunk[:n], maxSize)
-			}
-		}
-		if err != nil {
-			b.done, b.err = true, err
-		}
-		close(b.changed)
-		b.changed = make(chan struct{})
-		b.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
 }
 
 // broadcastReader is one reader's view of a broadcast.
@@ -284,21 +286,35 @@ func (r *broadcastReader) closedCh() chan struct{} {
 }
 
 func (r *broadcastReader) Read(p []byte) (int, error) {
-	closed := r.closedCh()
+	if len(p) == 0 {
+		return 0, nil
+	}
+	b, closed := r.b, r.closedCh()
 	for {
-		r.b.mu.Lock()
-		buf, done, err, changed := r.b.buf, r.b.done, r.b.err, r.b.changed
-		r.b.mu.Unlock()
-		if r.off < len(buf) {
+		b.mu.Lock()
+		buf, err, changed, solo := b.buf, b.err, b.changed, b.solo
+		b.mu.Unlock()
+		switch {
+		case solo == r:
+			return r.direct(p)
+		case r.off < len(buf):
 			n := copy(p, buf[r.off:])
 			r.off += n
 			return n, nil
-		}
-		if done {
-			r.once.Do(r.release)
+		case err != nil:
+			r.done()
 			return 0, err
 		}
 		select {
+		case <-b.turn:
+			n, err := r.fill(p)
+			b.turn <- struct{}{}
+			if n > 0 || err != nil {
+				if err != nil {
+					r.done()
+				}
+				return n, err
+			}
 		case <-changed:
 		case <-closed:
 			return 0, errors.New("etagcache: read on closed body")
@@ -306,11 +322,78 @@ func (r *broadcastReader) Read(p []byte) (int, error) {
 	}
 }
 
-func (r *broadcastReader) Close() error {
-	closed := r.closedCh()
+// fill reads the next bytes from src into p and the shared buffer; the
+// caller holds the turn.
+func (r *broadcastReader) fill(p []byte) (int, error) {
+	b := r.b
+	b.mu.Lock()
+	caughtUp := r.off == len(b.buf) && b.err == nil
+	b.mu.Unlock()
+	if !caughtUp {
+		return 0, nil // someone else read meanwhile: take it from buf
+	}
+	n, err := b.src.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > 0 && int64(len(b.buf)+n) > b.max {
+		if b.readers == 1 {
+			// The others are gone: this one streams on alone.
+			b.solo, b.buf = r, nil
+			return n, err
+		}
+		n, err = 0, ErrCoalescedBodyTooLarge
+	}
+	if n > 0 {
+		b.buf = appendCapped(b.buf, p[:n], b.max)
+		r.off += n
+	}
+	if err != nil {
+		b.err = err
+		_ = b.src.Close()
+	}
+	close(b.changed)
+	b.changed = make(chan struct{})
+	if err == io.EOF && n > 0 {
+		err = nil // this reader gets EOF on its next call, like the others
+	}
+	return n, err
+}
+
+// direct reads straight from src, once this reader is the last one left
+// of a body too large to keep.
+func (r *broadcastReader) direct(p []byte) (int, error) {
+	n, err := r.b.src.Read(p)
+	if err != nil {
+		r.done()
+	}
+	return n, err
+}
+
+// done marks this reader finished: the last one closes src (a body nobody
+// reads to its end is never stored) and releases the flight.
+func (r *broadcastReader) done() {
 	r.once.Do(func() {
-		close(closed)
+		b := r.b
+		b.mu.Lock()
+		b.readers--
+		last := b.readers == 0 && b.err == nil
+		b.mu.Unlock()
+		if last {
+			_ = b.src.Close()
+		}
 		r.release()
 	})
+}
+
+func (r *broadcastReader) Close() error {
+	closed := r.closedCh()
+	r.mu.Lock()
+	select {
+	case <-closed:
+	default:
+		close(closed)
+	}
+	r.mu.Unlock()
+	r.done()
 	return nil
 }

@@ -162,15 +162,76 @@ func TestCoalescerOversizeIsNotShared(t *testing.T) {
 	assert.ErrorIs(t, b, errNotShared, "the other is told to send its own")
 }
 
-func TestCoalescerChunkedOverflow(t *testing.T) {
-	var c coalescer
+// twoWaiters starts two callers on one flight whose body is body, with no
+// Content-Length, and returns their responses.
+func twoWaiters(t *testing.T, c *coalescer, body string, maxSize int64) (*http.Response, *http.Response) {
+	t.Helper()
+	release := make(chan struct{})
 	fn := func(ctx context.Context) (*http.Response, error) {
-		return &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: -1, Body: io.NopCloser(strings.NewReader(strings.Repeat("z", 100)))}, nil
+		<-release
+		return &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: -1, Body: io.NopCloser(strings.NewReader(body))}, nil
 	}
-	resp, _, err := c.do(context.Background(), "k", 10, fn)
-	require.NoError(t, err)
-	_, err = io.ReadAll(resp.Body)
-	assert.ErrorIs(t, err, ErrCoalescedBodyTooLarge)
-	resp.Body.Close()
-	assert.Equal(t, 0, c.waiting("k"))
+	out := make(chan *http.Response, 2)
+	for range 2 {
+		go func() {
+			resp, _, err := c.do(context.Background(), "k", maxSize, fn)
+			assert.NoError(t, err)
+			out <- resp
+		}()
+	}
+	waitFor(t, "two waiters", func() bool { return c.waiting("k") == 2 })
+	close(release)
+	return <-out, <-out
+}
+
+func TestCoalescerChunkedOverflow(t *testing.T) {
+	t.Run("two readers fail", func(t *testing.T) {
+		var c coalescer
+		a, b := twoWaiters(t, &c, strings.Repeat("z", 100), 10)
+		_, err := io.ReadAll(a.Body)
+		assert.ErrorIs(t, err, ErrCoalescedBodyTooLarge)
+		_, err = io.ReadAll(b.Body)
+		assert.ErrorIs(t, err, ErrCoalescedBodyTooLarge)
+		a.Body.Close()
+		b.Body.Close()
+		assert.Equal(t, 0, c.waiting("k"))
+	})
+	t.Run("the last reader streams on", func(t *testing.T) {
+		var c coalescer
+		body := strings.Repeat("z", 100)
+		a, b := twoWaiters(t, &c, body, 10)
+		require.NoError(t, b.Body.Close())
+		got, err := io.ReadAll(a.Body)
+		require.NoError(t, err)
+		assert.Equal(t, body, string(got))
+		a.Body.Close()
+	})
+	t.Run("shared body within the bound", func(t *testing.T) {
+		var c coalescer
+		body := strings.Repeat("0123456789", 10000)
+		a, b := twoWaiters(t, &c, body, 1<<20)
+		var wg sync.WaitGroup
+		for _, r := range []*http.Response{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := io.ReadAll(iotestHalfReader{r.Body})
+				assert.NoError(t, err)
+				assert.Equal(t, body, string(got))
+				r.Body.Close()
+			}()
+		}
+		wg.Wait()
+		assert.Equal(t, 0, c.waiting("k"))
+	})
+}
+
+// iotestHalfReader reads in small pieces, so readers interleave.
+type iotestHalfReader struct{ r io.Reader }
+
+func (h iotestHalfReader) Read(p []byte) (int, error) {
+	if len(p) > 777 {
+		p = p[:777]
+	}
+	return h.r.Read(p)
 }

@@ -106,10 +106,14 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 		}
 		return decision{action: actFetch}
 	}
-	d := decision{etag: e.Header.Get("Etag"), lastModified: validLastModified(e.Header), fwd: "stale"}
+	d := decision{fwd: "stale"}
 	rcc := parseCacheControl(e.Header)
-	d.age = currentAge(e, now)
-	lifetime := freshnessLifetime(e, rcc, cfg)
+	date, ok := httpDate(e.Header.Get("Date"))
+	if !ok {
+		date = e.ResponseTime // a missing or invalid Date reads as the time of receipt
+	}
+	d.age = currentAge(e, date, now)
+	lifetime := freshnessLifetime(e, rcc, date, cfg)
 	d.ttl = lifetime - d.age
 	staleness := -d.ttl
 
@@ -124,9 +128,14 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 		}
 		return d
 	}
+	validators := func() bool {
+		d.etag, d.lastModified = e.Header.Get("Etag"), validLastModified(e.Header)
+		return d.etag != "" || d.lastModified != ""
+	}
 	revalidate := func(fwd string) decision {
 		d.fwd = fwd
 		d.action = actRevalidate
+		validators()
 		if d.etag == "" && d.lastModified == "" {
 			d.action = actFetch // nothing to validate with: ask plainly
 		}
@@ -155,8 +164,7 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 		// stale in the background.
 		return revalidate("request")
 	case d.ttl <= 0 && !rcc.mustRevalidate && rcc.staleWhileRevalidate >= 0 &&
-		staleness <= seconds(rcc.staleWhileRevalidate) &&
-		(d.etag != "" || d.lastModified != ""):
+		staleness <= seconds(rcc.staleWhileRevalidate) && validators():
 		d.action = actServeStale
 		return d
 	}
@@ -212,13 +220,9 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 //	corrected_initial_age = max(apparent_age, corrected_age_value)
 //	current_age = corrected_initial_age + (now - response_time)
 //
-// A missing or invalid Date reads as the response time. The result is
-// rounded down to whole seconds, the resolution of the fields involved.
-func currentAge(e *Entry, now time.Time) time.Duration {
-	date, ok := httpDate(e.Header.Get("Date"))
-	if !ok {
-		date = e.ResponseTime
-	}
+// where date is the response's Date (or its time of receipt). The result
+// is rounded down to whole seconds, the resolution of the fields involved.
+func currentAge(e *Entry, date, now time.Time) time.Duration {
 	apparent := max(0, e.ResponseTime.Sub(date))
 	delay := max(0, e.ResponseTime.Sub(e.RequestTime))
 	corrected := seconds(ageValue(e.Header)) + delay
@@ -231,13 +235,9 @@ func currentAge(e *Entry, now time.Time) time.Duration {
 // Expires is already expired, §5.3), else a heuristic for a response with
 // Last-Modified and a status that allows it (§4.2.2). s-maxage is for shared
 // caches; we are a private one and ignore it.
-func freshnessLifetime(e *Entry, rcc cacheControl, cfg freshConfig) time.Duration {
+func freshnessLifetime(e *Entry, rcc cacheControl, date time.Time, cfg freshConfig) time.Duration {
 	if rcc.maxAge >= 0 {
 		return seconds(rcc.maxAge)
-	}
-	date, ok := httpDate(e.Header.Get("Date"))
-	if !ok {
-		date = e.ResponseTime
 	}
 	if vs, present := e.Header["Expires"]; present {
 		if len(vs) != 1 {
@@ -268,5 +268,9 @@ func freshnessLifetime(e *Entry, rcc cacheControl, cfg freshConfig) time.Duratio
 // store it even without a validator.
 func hasLifetime(h http.Header, status int, now time.Time, cfg freshConfig) bool {
 	e := &Entry{Status: status, Header: h, RequestTime: now, ResponseTime: now}
-	return freshnessLifetime(e, parseCacheControl(h), cfg) > 0
+	date, ok := httpDate(h.Get("Date"))
+	if !ok {
+		date = now
+	}
+	return freshnessLifetime(e, parseCacheControl(h), date, cfg) > 0
 }
