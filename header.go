@@ -220,7 +220,7 @@ func unconfirmed(stored, notModified http.Header) string {
 			return "etag-mismatch"
 		}
 		if !isWeak(tag) && isWeak(st) && !acceptsCoding(nil, stored) {
-			return "etag-mismatch"
+			return "coded-etag-mismatch"
 		}
 	}
 	if lm := notModified.Get("Last-Modified"); lm != "" {

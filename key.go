@@ -196,12 +196,27 @@ func varyDigest(part string, names []string, h http.Header) [sha256.Size]byte {
 
 var noVaryDigest = sha256.Sum256(nil)
 
-// matches reports whether e is the variant that a request with header h
-// (canonical keys) selects: its Vary values match, and the request accepts
-// the content coding of the stored body.
-func (e *Entry) matches(part string, h http.Header) bool {
-	d := varyDigest(part, e.VaryNames, h)
+// matches reports whether e is the variant that a request selects: its
+// Vary values (in vary, see withoutCredentials) match, and the request's
+// header h accepts the content coding of the stored body.
+func (e *Entry) matches(part string, vary, h http.Header) bool {
+	d := varyDigest(part, e.VaryNames, vary)
 	return bytes.Equal(d[:], e.VaryDigest) && acceptsCoding(h, e.Header)
+}
+
+// withoutCredentials returns h without the credential fields, for hashing
+// Vary values under a WithPartition hook: the hook speaks for the user, so
+// an origin's Vary: Authorization or Vary: Cookie must not turn every new
+// token or cookie into a variant miss.
+func withoutCredentials(h http.Header) http.Header {
+	if !hasCredentials(h) {
+		return h
+	}
+	out := h.Clone()
+	for _, name := range credentialFields {
+		delete(out, name)
+	}
+	return out
 }
 
 // derivedVariant names where a variant lives when the partition's primary

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -54,6 +55,7 @@ type Transport struct {
 	maxSize     int64
 	partitionOf func(*http.Request) string // nil: the credential digest
 	warnedBelow atomic.Bool
+	weakCoded   keySet // resources whose coded weak-tagged bodies are not worth storing
 	stats       counters
 }
 
@@ -205,6 +207,8 @@ func (t *Transport) send(req *http.Request) (*http.Response, error) {
 type lookup struct {
 	key, part string
 	h         http.Header // the request's header, canonical keys
+	vary      http.Header // what Vary values are read from: h, less credentials under a hook
+	secondary string      // where a variant other than the primary's lives
 	entry     *Entry      // the variant matching the request, or nil
 	variant   string      // where entry lives
 	primary   bool        // whether the partition's primary slot holds any entry
@@ -217,9 +221,10 @@ type lookup struct {
 // primary's Vary names. So a request costs one store read, or two when it
 // wants another variant.
 func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) (lookup, error) {
-	l := lookup{key: requestKey(req), h: h, fwd: "uri-miss"}
+	l := lookup{key: requestKey(req), h: h, vary: h, fwd: "uri-miss"}
 	if t.partitionOf != nil {
 		l.part = hookPartition(t.partitionOf(req))
+		l.vary = withoutCredentials(h)
 	} else {
 		l.part = partition(h, req.URL)
 	}
@@ -228,15 +233,15 @@ func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) 
 		return l, err
 	}
 	l.primary = true
-	if e.matches(l.part, h) {
+	if e.matches(l.part, l.vary, h) {
 		l.entry, l.variant = e, l.part
 		return l, nil
 	}
 	l.fwd = "vary-miss"
-	v := derivedVariant(l.part, varyDigest(l.part, e.VaryNames, h))
-	e, err = t.storeGet(ctx, l.key, v)
-	if e != nil && e.matches(l.part, h) {
-		l.entry, l.variant = e, v
+	l.secondary = derivedVariant(l.part, varyDigest(l.part, e.VaryNames, l.vary))
+	e, err = t.storeGet(ctx, l.key, l.secondary)
+	if e != nil && e.matches(l.part, l.vary, h) {
+		l.entry, l.variant = e, l.secondary
 	}
 	return l, err
 }
@@ -284,6 +289,9 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 	if l.entry == nil {
 		return t.fetch(req, l, "fwd="+l.fwd, false)
 	}
+	if t.unconfirmable(l.key, l.entry.Header) {
+		return t.fetch(req, l, "fwd=stale; detail=coded-etag-mismatch", true)
+	}
 
 	// A shallow copy with a header map of its own: the base transport reads
 	// but never modifies the rest, and the caller's request stays as it was.
@@ -328,6 +336,11 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 		return t.fetch(req, l, "fwd=stale; detail=vary-star", true)
 	}
 	if why := unconfirmed(l.entry.Header, resp.Header); why != "" {
+		if why == "coded-etag-mismatch" {
+			// nginx and others answer with the identity's strong tag: such
+			// an entry will never be confirmed, so stop storing it.
+			t.weakCoded.add(l.key)
+		}
 		// The 304 confirms a representation we do not hold: never splice
 		// its header onto this body (RFC 9111 §4.3.4). Ask again, plainly.
 		return t.fetch(req, l, "fwd=stale; detail="+why, true)
@@ -399,13 +412,17 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		return nil, ErrUnexpectedNotModified
 	}
 	names, ok := t.storable(resp)
+	if ok && (t.unconfirmable(l.key, resp.Header) || sameStrongTag(l.entry, resp.Header)) {
+		// Not worth a write, and the entries beside it stay as they are.
+		return t.passOn(req, resp, status), nil
+	}
 	if !ok {
 		if stale && resp.StatusCode == http.StatusOK {
 			t.storeDelete(req.Context(), l.key)
 		}
 		return t.passOn(req, resp, status), nil
 	}
-	digest := varyDigest(l.part, names, l.h)
+	digest := varyDigest(l.part, names, l.vary)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       storedHeader(resp.Header),
@@ -416,11 +433,13 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 	}
 	variant := l.part
 	if l.primary && (l.entry == nil || l.variant != l.part) {
-		// The primary slot holds another variant; this one goes beside it.
-		variant = derivedVariant(l.part, digest)
+		// The primary slot holds another variant; this one goes beside it,
+		// where a lookup with the primary's Vary names will look, whatever
+		// Vary this response has.
+		variant = l.secondary
 	}
 	ctx := req.Context()
-	resp.Body = newStoringBody(resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
+	resp.Body = newStoringBody(ctx, resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
 		e.Body = body
 		if err := t.store.Put(ctx, l.key, variant, e); err != nil {
 			if ctx.Err() == nil {
@@ -449,6 +468,28 @@ func (t *Transport) storable(resp *http.Response) ([]string, bool) {
 	}
 	names, star := varyNames(resp.Header)
 	return names, !star
+}
+
+// unconfirmable reports whether h is the header of a content-coded body
+// with a weak tag for a resource whose origin has answered such a body's
+// revalidation with the identity's strong tag (nginx with gzip): no 304
+// will ever confirm it, so it is neither revalidated nor stored.
+func (t *Transport) unconfirmable(key string, h http.Header) bool {
+	return isWeak(h.Get("Etag")) && !acceptsCoding(nil, h) && t.weakCoded.has(key)
+}
+
+// sameStrongTag reports whether a 200 answering our conditional request
+// carries the very strong tag of the stored entry: the origin ignored
+// If-None-Match (Apache's mod_deflate "-gzip" tags), and the body is the
+// one we hold, so storing it again would only cost a write.
+func sameStrongTag(stored *Entry, h http.Header) bool {
+	if stored == nil {
+		return false
+	}
+	tag, lm, slm := h.Get("Etag"), h.Get("Last-Modified"), stored.Header.Get("Last-Modified")
+	return tag != "" && !isWeak(tag) && tag == stored.Header.Get("Etag") &&
+		slices.Equal(h["Content-Encoding"], stored.Header["Content-Encoding"]) &&
+		(lm == "" || slm == "" || sameDate(lm, slm))
 }
 
 // revalidated builds the caller's 200 from a stored entry and the 304 that
@@ -501,7 +542,7 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ht
 	if names, _ := varyNames(header); !slices.Equal(names, old.VaryNames) {
 		// Vary changed under a 304: keep the entry where it is, filed under
 		// the new names, so the next lookup matches it afresh.
-		d := varyDigest(l.part, names, l.h)
+		d := varyDigest(l.part, names, l.vary)
 		e.VaryNames, e.VaryDigest = names, d[:]
 	}
 	var err error
@@ -558,4 +599,30 @@ func discard(body io.ReadCloser) {
 	}
 	_, _ = io.CopyN(io.Discard, body, 64<<10)
 	_ = body.Close()
+}
+
+// keySet is a small set of keys, safe for concurrent use, that forgets
+// everything when it is full: it only saves requests, so losing it is
+// harmless, and it never grows past its bound.
+type keySet struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+const keySetMax = 4096
+
+func (s *keySet) add(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.keys == nil || len(s.keys) >= keySetMax {
+		s.keys = make(map[string]struct{})
+	}
+	s.keys[k] = struct{}{}
+}
+
+func (s *keySet) has(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.keys[k]
+	return ok
 }

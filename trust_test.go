@@ -344,7 +344,15 @@ func TestTransparentGzipCallersGetDecodedBodies(t *testing.T) {
 		_, _ = get(t, c, o.URL, h.Clone())
 		resp, body := get(t, c, o.URL, h.Clone())
 		assert.Equal(t, content, gunzip(t, body))
-		assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=etag-mismatch")
+		assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=coded-etag-mismatch")
+		// Such a body is not stored again for this resource, so later polls
+		// cost one plain request each, not a refused 304 and a refetch.
+		before := len(o.requests())
+		for i := 0; i < 3; i++ {
+			_, body = get(t, c, o.URL, h.Clone())
+			assert.Equal(t, content, gunzip(t, body))
+		}
+		assert.Equal(t, before+3, len(o.requests()))
 		// A decoded entry (net/http's transparent gzip) accepts it: GitHub's case.
 		_, _ = get(t, c, o.URL, nil)
 		resp, body = get(t, c, o.URL, nil)
@@ -510,4 +518,91 @@ func TestResultOf(t *testing.T) {
 	}
 	assert.Equal(t, ResultNone, ResultOf(nil))
 	assert.Equal(t, "revalidated", ResultRevalidated.String())
+}
+
+// A variant stored beside the primary goes where lookups look, even when
+// its own Vary differs from the primary's (lighttpd and Caddy send Vary:
+// Accept-Encoding on compressed responses only).
+func TestVariantWithOtherVaryIsFoundAgain(t *testing.T) {
+	const content = "text that the server compresses when it may"
+	o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		gz := strings.Contains(r.Header.Get("Accept-Encoding"), "gzip")
+		tag := `"c1"`
+		if gz {
+			tag = `"c1-gzip"`
+			w.Header().Set("Vary", "Accept-Encoding")
+		}
+		w.Header().Set("ETag", tag)
+		if r.Header.Get("If-None-Match") == tag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		if gz {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			_, _ = io.WriteString(zw, content)
+			_ = zw.Close()
+			return
+		}
+		_, _ = io.WriteString(w, content)
+	})
+	c := NewTransport(NewMemoryStore(0)).Client()
+	gz := http.Header{"Accept-Encoding": {"gzip"}}
+	_, body := get(t, c, o.URL, gz.Clone()) // primary: gzip, Vary: Accept-Encoding
+	require.Equal(t, content, gunzip(t, body))
+	_, body = get(t, c, o.URL, http.Header{"Accept-Encoding": {"identity"}}) // beside it, no Vary
+	require.Equal(t, content, body)
+	resp, body := get(t, c, o.URL, http.Header{"Accept-Encoding": {"identity"}})
+	assert.Equal(t, content, body)
+	assert.Equal(t, ResultRevalidated, ResultOf(resp), "the identity variant was stored where no lookup finds it")
+	resp, body = get(t, c, o.URL, gz.Clone())
+	assert.Equal(t, content, gunzip(t, body))
+	assert.Equal(t, ResultRevalidated, ResultOf(resp))
+}
+
+// Under a partition hook, a Vary that names a credential does not make
+// every new token a variant miss: the hook speaks for the user.
+func TestPartitionHookWithVaryNamingCredentials(t *testing.T) {
+	o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Vary", "Accept, Authorization, Cookie")
+		etagHandler(`"v1"`, "repo")(w, r)
+	})
+	c := NewTransport(NewMemoryStore(0), WithPartition(func(*http.Request) string { return "installation-1" })).Client()
+	for i := 0; i < 4; i++ {
+		resp, _ := get(t, c, o.URL, http.Header{"Authorization": {fmt.Sprint("token t", i)}, "Cookie": {fmt.Sprint("s=", i)}})
+		if i > 0 {
+			assert.Equal(t, ResultRevalidated, ResultOf(resp), "token %d was a variant miss", i)
+		}
+	}
+	// Other Vary-named fields still select variants.
+	_, body := get(t, c, o.URL, http.Header{"Accept": {"text/html"}, "Authorization": {"token t9"}})
+	assert.Equal(t, "repo", body)
+	assert.Empty(t, o.last().Get("If-None-Match"), "a request with another Accept was sent the stored variant's tag")
+}
+
+// A 200 that carries the stored entry's strong tag (an origin that ignores
+// If-None-Match, as Apache does for its "-gzip" tags) is not written again;
+// one whose Last-Modified moved is.
+func TestSameStrongTagIsNotRewritten(t *testing.T) {
+	var lm atomic.Value
+	lm.Store("Mon, 01 Jun 2026 00:00:00 GMT")
+	o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"x-gzip"`)
+		w.Header().Set("Last-Modified", lm.Load().(string))
+		_, _ = io.WriteString(w, "content")
+	})
+	tr := NewTransport(NewMemoryStore(0))
+	c := tr.Client()
+	for i := 0; i < 4; i++ {
+		_, body := get(t, c, o.URL, nil)
+		require.Equal(t, "content", body)
+	}
+	assert.Equal(t, int64(1), tr.Stats().Stored, "the same representation was written on every poll")
+	lm.Store("Tue, 02 Jun 2026 00:00:00 GMT") // touched: same tag, newer date
+	for i := 0; i < 3; i++ {
+		_, body := get(t, c, o.URL, nil)
+		require.Equal(t, "content", body)
+	}
+	assert.Equal(t, int64(2), tr.Stats().Stored)
+	assert.Equal(t, "Tue, 02 Jun 2026 00:00:00 GMT", o.last().Get("If-Modified-Since"))
 }
