@@ -157,8 +157,16 @@ func minDelta(cur, n int64) int64 {
 // or Pragma: no-cache when it has no Cache-Control (RFC 9111 §5.4), plus the
 // overrides set on its context.
 type requestDirectives struct {
-	cc      cacheControl
-	refresh bool // WithRefresh: fetch anew and replace the entry
+	cc              cacheControl
+	refresh         bool // WithRefresh: fetch anew and replace the entry
+	onlyIfCachedCtx bool // OnlyIfCached
+}
+
+// onlyIfCached reports whether the request must not reach the origin: its
+// context says so (both modes), or its Cache-Control does (freshness mode;
+// the default mode passes request directives on untouched, as it did).
+func (r requestDirectives) onlyIfCached(cfg freshConfig) bool {
+	return r.onlyIfCachedCtx || (cfg.enabled && r.cc.onlyIfCached)
 }
 
 // noCache reports whether the request wants the stored response validated.
@@ -177,9 +185,7 @@ func parseRequestDirectives(ctx context.Context, h http.Header) requestDirective
 			}
 		}
 	}
-	if ctx.Value(ctxOnlyIfCached{}) != nil {
-		r.cc.onlyIfCached = true
-	}
+	r.onlyIfCachedCtx = ctx.Value(ctxOnlyIfCached{}) != nil
 	if ctx.Value(ctxRefresh{}) != nil {
 		r.refresh = true
 	}

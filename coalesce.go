@@ -344,7 +344,7 @@ func (r *broadcastReader) fill(p []byte) (int, error) {
 		n, err = 0, ErrCoalescedBodyTooLarge
 	}
 	if n > 0 {
-		b.buf = appendCapped(b.buf, p[:n], b.max)
+		b.buf = appendBounded(b.buf, p[:n], b.max)
 		r.off += n
 	}
 	if err != nil {
@@ -396,4 +396,15 @@ func (r *broadcastReader) Close() error {
 	r.mu.Unlock()
 	r.done()
 	return nil
+}
+
+// appendBounded appends p to buf, never growing its capacity past max.
+func appendBounded(buf, p []byte, limit int64) []byte {
+	if need := len(buf) + len(p); need > cap(buf) {
+		c := min(int64(max(2*cap(buf), need, 512)), limit)
+		nb := make([]byte, len(buf), c)
+		copy(nb, buf)
+		buf = nb
+	}
+	return append(buf, p...)
 }

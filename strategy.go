@@ -101,7 +101,7 @@ func heuristicallyCacheable(status int) bool {
 // and the context overrides work in both modes.
 func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) decision {
 	if e == nil {
-		if req.cc.onlyIfCached {
+		if req.onlyIfCached(cfg) {
 			return decision{action: actGatewayTimeout}
 		}
 		return decision{action: actFetch}
@@ -120,7 +120,7 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 	switch {
 	case req.refresh:
 		return decision{action: actFetch, fwd: "request", age: d.age, ttl: d.ttl}
-	case req.cc.onlyIfCached:
+	case req.onlyIfCached(cfg):
 		if usableWithoutOrigin(req, rcc, d, staleness) {
 			d.action = actServe
 		} else {

@@ -174,8 +174,8 @@ func TestDecide(t *testing.T) {
 			entry: entryAt("Cache-Control: max-age=60"), at: time.Second, want: actServe},
 		{name: "9111 5.2.1.7 only-if-cached, stale: 504", cfg: freshOn, req: reqWith("Cache-Control: only-if-cached"),
 			entry: entryAt(etag, "Cache-Control: max-age=60"), at: time.Hour, want: actGatewayTimeout},
-		{name: "9111 5.2.1.7 only-if-cached in default mode serves a fresh entry", cfg: freshConfig{}, req: reqWith("Cache-Control: only-if-cached"),
-			entry: entryAt(etag, "Cache-Control: max-age=60"), at: time.Second, want: actServe},
+		{name: "default mode: a request's only-if-cached goes to the origin as before", cfg: freshConfig{}, req: reqWith("Cache-Control: only-if-cached"),
+			entry: entryAt(etag, "Cache-Control: max-age=60"), at: time.Second, want: actRevalidate},
 		{name: "5861 3 stale-while-revalidate window: serve stale", cfg: freshOn, req: reqWith(),
 			entry: entryAt(etag, "Cache-Control: max-age=1, stale-while-revalidate=60"), at: 30 * time.Second, want: actServeStale, ttl: -29 * time.Second},
 		{name: "5861 3 after the stale-while-revalidate window: revalidate", cfg: freshOn, req: reqWith(),
@@ -230,6 +230,10 @@ func TestDecideContextOverrides(t *testing.T) {
 	assert.Equal(t, actGatewayTimeout, d.action, "OnlyIfCached without an entry")
 	d = decide(get(OnlyIfCached(context.Background())), e, t0.Add(time.Second), freshOn)
 	assert.Equal(t, actServe, d.action, "OnlyIfCached with a fresh entry")
+	d = decide(get(OnlyIfCached(context.Background())), e, t0.Add(time.Second), freshConfig{})
+	assert.Equal(t, actServe, d.action, "OnlyIfCached works in the default mode too")
+	d = decide(get(OnlyIfCached(context.Background())), e, t0.Add(2*time.Hour), freshConfig{})
+	assert.Equal(t, actGatewayTimeout, d.action, "but only with a response usable without the origin")
 }
 
 func TestParseCacheControl(t *testing.T) {

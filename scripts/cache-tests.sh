@@ -27,6 +27,11 @@ accepted_default=(
   cc-resp-no-store-old-max-age
 )
 accepted_freshness=(
+  # Set-Cookie is never stored (a credential, kept out of stores by design),
+  # so a response served from the store does not replay it; replaying an old
+  # Set-Cookie could also undo a newer cookie the client got meanwhile.
+  headers-store-Set-Cookie
+  headers-store-Set-Cookie2
 )
 
 command -v node >/dev/null || { echo "cache-tests: node is missing (apt-get install -y nodejs)"; exit 1; }
@@ -65,7 +70,11 @@ for mode in "${modes[@]}"; do
   flag=""
   case $mode in
     default) ;;
-    freshness) flag=-freshness ;;
+    # The suite models one browser: one user (-one-user: WithPartition naming
+    # a single user, so a Cookie does not start another partition), and a
+    # cache allowed to serve stale when the origin is unreachable
+    # (-stale-if-error: WithStaleIfError, RFC 9111 §4.2.4's configuration).
+    freshness) flag="-freshness -stale-if-error 24h -one-user" ;;
     *) echo "cache-tests: unknown mode $mode"; exit 2 ;;
   esac
   rm -f "$work/addr"

@@ -42,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	origin := fs.String("origin", "http://127.0.0.1:8000", "the suite's origin server")
 	freshness := fs.Bool("freshness", false, "serve fresh responses without contacting the origin (WithFreshness(true))")
 	addrFile := fs.String("addr-file", "", "write the listening host:port to this file")
+	staleIfError := fs.Duration("stale-if-error", 0, "WithStaleIfError: serve a stale response when the origin fails")
+	oneUser := fs.Bool("one-user", false, "WithPartition: every request is the same user's, as in a browser's cache")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		MaxIdleConnsPerHost: 16,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), options(*freshness, base, log)...)
+	tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), options(*freshness, *staleIfError, *oneUser, base, log)...)
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
