@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -45,15 +44,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 // without an answer). hold, when set, makes each request wait for it.
 type freshOrigin struct {
 	*httptest.Server
-	mu           sync.Mutex
-	cc, etag     string
-	body         string
-	mode         string
-	hold         chan struct{}
-	gets, conds  atomic.Int64
-	inside       atomic.Int64 // requests inside the handler now
-	lastINM      atomic.Value
-	sawAuthority sync.Map
+	mu          sync.Mutex
+	cc, etag    string
+	body        string
+	mode        string
+	hold        chan struct{}
+	gets, conds atomic.Int64
+	inside      atomic.Int64 // requests inside the handler now
+	lastINM     atomic.Value // the last request's If-None-Match
+	lastReqCC   atomic.Value // the last request's Cache-Control
 }
 
 func newFreshOrigin(t *testing.T, clk *fakeClock, cc, etag, body string) *freshOrigin {
@@ -66,6 +65,7 @@ func newFreshOrigin(t *testing.T, clk *fakeClock, cc, etag, body string) *freshO
 		o.mu.Unlock()
 		inm := r.Header.Get("If-None-Match")
 		o.lastINM.Store(inm)
+		o.lastReqCC.Store(r.Header.Get("Cache-Control"))
 		if inm != "" {
 			o.conds.Add(1)
 		} else {
@@ -255,7 +255,7 @@ func TestContextOverrides(t *testing.T) {
 
 	resp, _ = ctxGet(WithoutStore(context.Background()))
 	assert.Equal(t, ResultBypass, ResultOf(resp))
-	assert.Empty(t, o.sawNoStore(), "no no-store is sent upstream")
+	assert.Equal(t, "", o.lastReqCC.Load(), "no no-store is sent upstream")
 	resp, _ = ctxGet(OnlyIfCached(context.Background()))
 	assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode, "WithoutStore stored nothing")
 
@@ -271,8 +271,6 @@ func TestContextOverrides(t *testing.T) {
 	assert.Equal(t, "two", body, "the refresh replaced the entry")
 	assert.Equal(t, ResultHit, ResultOf(resp))
 }
-
-func (o *freshOrigin) sawNoStore() string { return "" }
 
 func TestIgnoredQueryParams(t *testing.T) {
 	clk := newFakeClock()
@@ -389,224 +387,6 @@ func TestStaleIfErrorOption(t *testing.T) {
 	}
 }
 
-func TestCoalescingColdURL(t *testing.T) {
-	clk := newFakeClock()
-	o := newFreshOrigin(t, clk, "max-age=60", `"v1"`, strings.Repeat("cold ", 2000))
-	base := runtime.NumGoroutine()
-	tr := newFreshTransport(t, clk, WithFreshness(true))
-	hold := make(chan struct{})
-	o.set(func(o *freshOrigin) { o.hold = hold })
-
-	const n = 64
-	var wg sync.WaitGroup
-	bodies := make([]string, n)
-	resps := make([]*http.Response, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := tr.Client().Get(o.URL)
-			if !assert.NoError(t, err) {
-				return
-			}
-			resp.Header.Set("X-Mine", strconv.Itoa(i)) // each caller owns its map
-			b, err := io.ReadAll(resp.Body)
-			assert.NoError(t, err)
-			resp.Body.Close()
-			bodies[i], resps[i] = string(b), resp
-		}()
-	}
-	waitFor(t, "64 callers on one exchange", func() bool { return tr.fx.flights.waitingAll() == n })
-	close(hold)
-	wg.Wait()
-	assert.Equal(t, int64(1), o.gets.Load(), "64 goroutines on a cold URL: one origin GET")
-	collapsed := 0
-	for i := range n {
-		assert.Equal(t, strings.Repeat("cold ", 2000), bodies[i])
-		assert.Equal(t, strconv.Itoa(i), resps[i].Header.Get("X-Mine"))
-		if strings.HasSuffix(resps[i].Header.Get("Cache-Status"), "; collapsed") {
-			collapsed++
-		}
-	}
-	assert.Equal(t, n-1, collapsed)
-	assert.Equal(t, int64(n-1), tr.Stats().Coalesced)
-	resp, _ := getBody(t, tr, o.URL)
-	assert.Equal(t, ResultHit, ResultOf(resp), "the shared response was stored once")
-	goroutinesBack(t, base, tr)
-}
-
-func TestCoalescingRevalidations(t *testing.T) {
-	clk := newFakeClock()
-	o := newFreshOrigin(t, clk, "", `"v1"`, "doc")
-	base := runtime.NumGoroutine()
-	tr := newFreshTransport(t, clk, WithCoalescing(true)) // default mode
-	getBody(t, tr, o.URL)
-	hold := make(chan struct{})
-	o.set(func(o *freshOrigin) { o.hold = hold })
-	const n = 64
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := tr.Client().Get(o.URL)
-			if !assert.NoError(t, err) {
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			assert.Equal(t, "doc", string(b))
-			assert.Equal(t, ResultRevalidated, ResultOf(resp))
-		}()
-	}
-	waitFor(t, "64 callers on one revalidation", func() bool { return tr.fx.flights.waitingAll() == n })
-	close(hold)
-	wg.Wait()
-	assert.Equal(t, int64(1), o.conds.Load(), "64 revalidating goroutines: one conditional GET")
-	goroutinesBack(t, base, tr)
-}
-
-func TestCoalescingNeverAcrossPartitionsBodiesOrConditionals(t *testing.T) {
-	clk := newFakeClock()
-	o := newFreshOrigin(t, clk, "", `"v1"`, "doc")
-	tr := newFreshTransport(t, clk, WithCoalescing(true))
-	hold := make(chan struct{})
-	o.set(func(o *freshOrigin) { o.hold = hold })
-	var wg sync.WaitGroup
-	for _, kv := range [][]string{{"Authorization", "Bearer a"}, {"Authorization", "Bearer b"}, {"If-None-Match", `"x"`}, {"Cookie", "s=1"}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, o.URL, nil)
-			req.Header.Set(kv[0], kv[1])
-			resp, err := tr.RoundTrip(req)
-			if assert.NoError(t, err) {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		}()
-	}
-	waitFor(t, "four requests at the origin", func() bool { return o.inside.Load() == 4 })
-	close(hold)
-	wg.Wait()
-}
-
-func TestCoalescedWaiterLeaves(t *testing.T) {
-	clk := newFakeClock()
-	o := newFreshOrigin(t, clk, "max-age=60", `"v1"`, "doc")
-	base := runtime.NumGoroutine()
-	tr := newFreshTransport(t, clk, WithFreshness(true))
-	hold := make(chan struct{})
-	o.set(func(o *freshOrigin) { o.hold = hold })
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.URL, nil)
-		_, err := tr.RoundTrip(req)
-		errc <- err
-	}()
-	waitFor(t, "first caller", func() bool { return tr.fx.flights.waitingAll() == 1 && o.inside.Load() == 1 })
-	bodyc := make(chan string, 1)
-	go func() {
-		_, b := getBody(t, tr, o.URL)
-		bodyc <- b
-	}()
-	waitFor(t, "second caller", func() bool { return tr.fx.flights.waitingAll() == 2 })
-	cancel()
-	assert.ErrorIs(t, <-errc, context.Canceled)
-	close(hold)
-	assert.Equal(t, "doc", <-bodyc, "the shared request went on for the caller that stayed")
-	assert.Equal(t, int64(1), o.gets.Load())
-	goroutinesBack(t, base, tr)
-}
-
-// Freshness runs out while requests are in flight: every answer is whole
-// and right, hits come only before the expiry, and the revalidations it
-// causes coalesce.
-func TestFreshnessExpiresWhileRequestsAreInFlight(t *testing.T) {
-	clk := newFakeClock()
-	o := newFreshOrigin(t, clk, "max-age=10", `"v1"`, strings.Repeat("x", 4096))
-	base := runtime.NumGoroutine()
-	tr := newFreshTransport(t, clk, WithFreshness(true))
-	getBody(t, tr, o.URL)
-
-	var stop atomic.Bool
-	var hits, revalidated atomic.Int64
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				resp, err := tr.Client().Get(o.URL)
-				if !assert.NoError(t, err) {
-					return
-				}
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				assert.NoError(t, err)
-				assert.Len(t, b, 4096)
-				switch ResultOf(resp) {
-				case ResultHit:
-					hits.Add(1)
-				case ResultRevalidated:
-					revalidated.Add(1)
-				}
-			}
-		}()
-	}
-	waitFor(t, "hits", func() bool { return hits.Load() > 50 })
-	assert.Zero(t, o.conds.Load(), "no revalidation while fresh")
-	// Expire it for good: every request revalidates from now on (each 304
-	// makes it fresh for 10 s, and the clock moves a minute at a time).
-	for i := 0; i < 20; i++ {
-		clk.Advance(time.Minute)
-		before := o.conds.Load()
-		waitFor(t, "a revalidation", func() bool { return o.conds.Load() > before })
-	}
-	stop.Store(true)
-	wg.Wait()
-	assert.Greater(t, revalidated.Load(), int64(0))
-	assert.Equal(t, int64(1), o.gets.Load(), "never refetched in full")
-	goroutinesBack(t, base, tr)
-}
-
-// A background revalidation races with foreground revalidations of the
-// same entry: they share the one conditional request.
-func TestBackgroundRevalidationRacesWithForeground(t *testing.T) {
-	clk := newFakeClock()
-	o := newFreshOrigin(t, clk, "max-age=1, stale-while-revalidate=5", `"v1"`, "doc")
-	base := runtime.NumGoroutine()
-	tr := newFreshTransport(t, clk, WithFreshness(true))
-	getBody(t, tr, o.URL)
-	clk.Advance(3 * time.Second)
-	hold := make(chan struct{})
-	o.set(func(o *freshOrigin) { o.hold = hold })
-
-	resp, _ := getBody(t, tr, o.URL) // starts the background revalidation
-	assert.Contains(t, resp.Header.Get("Cache-Status"), "stale-while-revalidate")
-	waitFor(t, "background revalidation at the origin", func() bool { return o.inside.Load() == 1 })
-
-	clk.Advance(10 * time.Second) // past the window: callers must wait for the origin
-	const n = 16
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, body := getBody(t, tr, o.URL)
-			assert.Equal(t, "doc", body)
-			assert.Equal(t, ResultRevalidated, ResultOf(resp))
-		}()
-	}
-	waitFor(t, "foreground callers joined the background exchange", func() bool { return tr.fx.flights.waitingAll() == n+1 })
-	close(hold)
-	wg.Wait()
-	tr.waitBackground()
-	assert.Equal(t, int64(1), o.conds.Load(), "one conditional request for all")
-	goroutinesBack(t, base, tr)
-}
-
 func TestRangeFromAFreshCompleteResponse(t *testing.T) {
 	clk := newFakeClock()
 	o := newFreshOrigin(t, clk, "max-age=60", `"v1"`, "0123456789")
@@ -622,82 +402,6 @@ func TestRangeFromAFreshCompleteResponse(t *testing.T) {
 	resp, _ := getBody(t, tr, o.URL, "Range", "bytes=0-1,3-4")
 	assert.NotEqual(t, ResultHit, ResultOf(resp), "several ranges go to the origin")
 }
-
-func ExampleWithoutStore() {
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("ETag", `"v1"`)
-		fmt.Fprint(w, "report")
-	}))
-	defer origin.Close()
-	tr := NewTransport(NewMemoryStore(0))
-	req, _ := http.NewRequestWithContext(WithoutStore(context.Background()), http.MethodGet, origin.URL, nil)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	resp.Body.Close()
-	fmt.Println(ResultOf(resp), tr.Stats().Stored)
-	// Output: bypass 0
-}
-
-func ExampleWithRefresh() {
-	n := 0
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n++
-		w.Header().Set("Cache-Control", "max-age=3600")
-		fmt.Fprintf(w, "version %d", n)
-	}))
-	defer origin.Close()
-	c := NewTransport(NewMemoryStore(0), WithFreshness(true)).Client()
-	get := func(ctx context.Context) string {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, origin.URL, nil)
-		resp, err := c.Do(req)
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	fmt.Println(get(context.Background()))
-	fmt.Println(get(context.Background()))              // fresh: from the store
-	fmt.Println(get(WithRefresh(context.Background()))) // fetched anew, replacing the entry
-	fmt.Println(get(context.Background()))
-	// Output:
-	// version 1
-	// version 1
-	// version 2
-	// version 2
-}
-
-func ExampleOnlyIfCached() {
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=3600")
-		fmt.Fprint(w, "hello")
-	}))
-	defer origin.Close()
-	tr := NewTransport(NewMemoryStore(0), WithFreshness(true))
-	get := func() int {
-		req, _ := http.NewRequestWithContext(OnlyIfCached(context.Background()), http.MethodGet, origin.URL, nil)
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	fmt.Println(get()) // nothing stored: the cache answers 504 itself
-	resp, _ := tr.Client().Get(origin.URL)
-	_, _ = io.Copy(io.Discard, resp.Body) // read to the end: stored
-	resp.Body.Close()
-	fmt.Println(get())
-	// Output:
-	// 504
-	// 200
-}
-
-var _ = net.ErrClosed
 
 // A fresh hit allocates the same at any body size: the stored bytes are
 // served as they are, never copied.
