@@ -93,8 +93,9 @@ func (c *coalescer) do(ctx context.Context, key string, maxSize int64, fn func(c
 	fl.refs++
 	fl.joined++
 	led = fl.joined == 1
-	c.mu.Unlock()
-
+	// DoChan under the lock: a caller counted in the flight is also waiting
+	// on its call, so the call cannot end (and a second one start) between
+	// the two. DoChan does not block; fn takes the lock only when done.
 	ch := c.g.DoChan(fl.id, func() (any, error) {
 		r, err := fn(fl.ctx)
 		c.mu.Lock()
@@ -106,6 +107,7 @@ func (c *coalescer) do(ctx context.Context, key string, maxSize int64, fn func(c
 		}
 		return newSharedResponse(r, n, maxSize), nil
 	})
+	c.mu.Unlock()
 	var sr *sharedResponse
 	select {
 	case <-ctx.Done():
