@@ -182,6 +182,10 @@ func varyDigest(part string, names []string, h http.Header) [sha256.Size]byte {
 			continue
 		}
 		b = append(b, 2)
+		if name == "Accept-Language" || name == "Accept-Encoding" || name == "Accept-Charset" {
+			b = appendSetMembers(b, vs)
+			continue
+		}
 		for i, v := range vs {
 			for j, m := range strings.Split(v, ",") {
 				if i+j > 0 {
@@ -194,6 +198,29 @@ func varyDigest(part string, names []string, h http.Header) [sha256.Size]byte {
 	return sha256.Sum256(b)
 }
 
+// appendSetMembers appends the members of a list whose order does not
+// matter (each carries its own weight) and whose tokens are case-insensitive,
+// lower-cased and sorted: "en, DE" and "de, en" select the same variant
+// (RFC 9111 §4.1 allows such normalisation).
+func appendSetMembers(b []byte, vs []string) []byte {
+	var members []string
+	for _, v := range vs {
+		for _, m := range strings.Split(v, ",") {
+			if m = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(m), " ", "")); m != "" {
+				members = append(members, m)
+			}
+		}
+	}
+	slices.Sort(members)
+	for i, m := range members {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+	}
+	return b
+}
+
 var noVaryDigest = sha256.Sum256(nil)
 
 // matches reports whether e is the variant that a request selects: its
@@ -201,7 +228,9 @@ var noVaryDigest = sha256.Sum256(nil)
 // header h accepts the content coding of the stored body.
 func (e *Entry) matches(part string, vary, h http.Header) bool {
 	d := varyDigest(part, e.VaryNames, vary)
-	return bytes.Equal(d[:], e.VaryDigest) && acceptsCoding(h, e.Header)
+	// An entry that varies on Accept-Encoding was chosen by the origin for
+	// this very Accept-Encoding: whatever its coding, it is this request's.
+	return bytes.Equal(d[:], e.VaryDigest) && (acceptsCoding(h, e.Header) || slices.Contains(e.VaryNames, "Accept-Encoding"))
 }
 
 // withoutCredentials returns h without the credential fields, for hashing

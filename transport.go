@@ -15,16 +15,13 @@
 package etagcache
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -57,6 +54,7 @@ type Transport struct {
 	warnedBelow atomic.Bool
 	weakCoded   keySet // resources whose coded weak-tagged bodies are not worth storing
 	stats       counters
+	fx          freshState // freshness, coalescing and key options (transport_fresh.go)
 }
 
 // Option configures a Transport.
@@ -110,6 +108,7 @@ func WithPartition(f func(*http.Request) string) Option {
 // NewTransport returns a Transport that keeps its entries in store.
 func NewTransport(store Store, opts ...Option) *Transport {
 	t := &Transport{store: store, base: http.DefaultTransport, log: slog.Default(), maxSize: DefaultMaxEntrySize}
+	t.fx.cfg.heuristicFraction, t.fx.cfg.heuristicCap = defaultHeuristicFraction, defaultHeuristicCap
 	for _, o := range opts {
 		o(t)
 	}
@@ -144,10 +143,12 @@ type Stats struct {
 	Bypassed    int64 // requests sent on without consulting the store
 	StoreErrors int64 // store calls that failed (the requests went on)
 	BytesServed int64 // body bytes served from the store
+	Hits        int64 // responses served from the store without contacting the origin
+	Coalesced   int64 // requests that shared another request's origin exchange
 }
 
 type counters struct {
-	requests, stored, revalidated, changed, bypassed, storeErrors, bytesServed atomic.Int64
+	requests, stored, revalidated, changed, bypassed, storeErrors, bytesServed, hits, coalesced atomic.Int64
 }
 
 // Stats returns the transport's counters.
@@ -156,7 +157,7 @@ func (t *Transport) Stats() Stats {
 	return Stats{
 		Requests: c.requests.Load(), Stored: c.stored.Load(), Revalidated: c.revalidated.Load(),
 		Changed: c.changed.Load(), Bypassed: c.bypassed.Load(), StoreErrors: c.storeErrors.Load(),
-		BytesServed: c.bytesServed.Load(),
+		BytesServed: c.bytesServed.Load(), Hits: c.hits.Load(), Coalesced: c.coalesced.Load(),
 	}
 }
 
@@ -172,8 +173,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.unsafe(req)
 	}
 	h := canonicalHeader(req.Header)
-	if hasConditional(h) || hasDirective(h, "no-store") ||
-		(req.Body != nil && req.Body != http.NoBody) {
+	body := req.Body != nil && req.Body != http.NoBody
+	if t.fx.cfg.enabled && plainRange(h) && !body && !hasDirective(h, "no-store") && !withoutStore(req.Context()) {
+		return t.getRange(req, h)
+	}
+	if hasConditional(h) || hasDirective(h, "no-store") || withoutStore(req.Context()) || body {
 		t.stats.bypassed.Add(1)
 		resp, err := t.send(req)
 		if err != nil {
@@ -221,7 +225,7 @@ type lookup struct {
 // primary's Vary names. So a request costs one store read, or two when it
 // wants another variant.
 func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) (lookup, error) {
-	l := lookup{key: requestKey(req), h: h, vary: h, fwd: "uri-miss"}
+	l := lookup{key: t.keyOf(req), h: h, vary: h, fwd: "uri-miss"}
 	if t.partitionOf != nil {
 		l.part = hookPartition(t.partitionOf(req))
 		l.vary = withoutCredentials(h)
@@ -279,18 +283,47 @@ func (t *Transport) storeFailed(ctx context.Context, op, key string, err error) 
 	t.log.WarnContext(ctx, "etagcache: store failed; going on without it", "op", op, "key", key, "err", err)
 }
 
-// get serves a GET request through the store.
+// get serves a GET request through the store: look it up, decide what to
+// do (strategy.go), then serve from the store or ask the origin.
 func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error) {
 	ctx := req.Context()
 	l, err := t.find(ctx, req, h)
 	if err != nil {
 		return nil, err
 	}
+	rd := parseRequestDirectives(ctx, h)
+	d := decide(rd, l.entry, t.now(), t.fx.cfg)
+	switch d.action {
+	case actServe:
+		return t.serveStored(req, l, d, ""), nil
+	case actServeStale:
+		t.revalidateInBackground(req, l, d)
+		return t.serveStored(req, l, d, "detail=stale-while-revalidate"), nil
+	case actGatewayTimeout:
+		return gatewayTimeout(req), nil
+	}
+	if l.entry == nil && t.fx.cfg.enabled {
+		if resp, ok, err := t.complete(req, l, rd); ok {
+			return resp, err
+		}
+	}
+	resp, err := t.forward(req, l, d)
+	return t.staleOnError(req, l, d, resp, err)
+}
+
+// exchange asks the origin what the decision says: the request as it was
+// made (actFetch), or with the entry's validators (actRevalidate).
+func (t *Transport) exchange(req *http.Request, l lookup, d decision) (*http.Response, error) {
+	ctx := req.Context()
 	if l.entry == nil {
 		return t.fetch(req, l, "fwd="+l.fwd, false)
 	}
+	fwd := "fwd=" + d.fwd
+	if d.action == actFetch {
+		return t.fetch(req, l, fwd, true)
+	}
 	if t.unconfirmable(l.key, l.entry.Header) {
-		return t.fetch(req, l, "fwd=stale; detail=coded-etag-mismatch", true)
+		return t.fetch(req, l, fwd+"; detail=coded-etag-mismatch", true)
 	}
 
 	// A shallow copy with a header map of its own: the base transport reads
@@ -301,15 +334,14 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 	for k, vs := range req.Header {
 		cond.Header[k] = vs
 	}
-	etag, lm := l.entry.Header.Get("Etag"), validLastModified(l.entry.Header)
-	vs := []string{etag, lm} // one allocation for both fields
-	if etag != "" {
+	vs := []string{d.etag, d.lastModified} // one allocation for both fields
+	if d.etag != "" {
 		cond.Header["If-None-Match"] = vs[0:1:1]
 	}
-	if lm != "" {
+	if d.lastModified != "" {
 		cond.Header["If-Modified-Since"] = vs[1:2:2]
 	}
-	sent := time.Now()
+	sent := t.now()
 	resp, err := t.send(cond)
 	if err != nil {
 		return nil, err
@@ -318,22 +350,22 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 		if resp.StatusCode == http.StatusNotModified {
 			// Whose representation this 304 confirms is unknown.
 			discard(resp.Body)
-			return t.fetch(req, l, "fwd=stale; detail=credentials-below-cache", true)
+			return t.fetch(req, l, fwd+"; detail=credentials-below-cache", true)
 		}
-		return t.passOn(req, resp, "fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail=credentials-below-cache"), nil
+		return t.passOn(req, resp, fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail=credentials-below-cache"), nil
 	}
 	if resp.StatusCode != http.StatusNotModified {
 		if resp.StatusCode == http.StatusOK {
 			t.stats.changed.Add(1)
 		}
-		return t.stored(req, l, resp, sent, "fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode), true)
+		return t.stored(req, l, resp, sent, fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode), true)
 	}
 	discard(resp.Body)
 
 	if _, star := varyNames(resp.Header); star {
 		// Vary: * matches no request (RFC 9111 §4.1): the entry is useless.
 		t.storeDelete(ctx, l.key)
-		return t.fetch(req, l, "fwd=stale; detail=vary-star", true)
+		return t.fetch(req, l, fwd+"; detail=vary-star", true)
 	}
 	if why := unconfirmed(l.entry.Header, resp.Header); why != "" {
 		if why == "coded-etag-mismatch" {
@@ -343,42 +375,15 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 		}
 		// The 304 confirms a representation we do not hold: never splice
 		// its header onto this body (RFC 9111 §4.3.4). Ask again, plainly.
-		return t.fetch(req, l, "fwd=stale; detail="+why, true)
+		return t.fetch(req, l, fwd+"; detail="+why, true)
 	}
-	return t.revalidated(req, l, resp, sent), nil
-}
-
-// unaccounted reports whether the request the base transport really sent
-// (net/http's resp.Request) carries credentials that the partition did not
-// account for: a base that authenticates by itself. Such a response must be
-// neither stored nor merged, since the cache cannot tell users apart.
-func (t *Transport) unaccounted(ctx context.Context, sent *http.Request, resp *http.Response) bool {
-	if t.partitionOf != nil || resp.Request == nil || resp.Request == sent {
-		return false
-	}
-	got := canonicalHeader(resp.Request.Header)
-	if !hasCredentials(got) {
-		return false
-	}
-	want := canonicalHeader(sent.Header)
-	for _, name := range credentialFields {
-		if !slices.Equal(got[name], want[name]) {
-			if !t.warnedBelow.Swap(true) {
-				t.log.WarnContext(ctx, "etagcache: the base transport adds credentials that the cache cannot see, "+
-					"so its responses are not cached; put the authenticating transport above the cache "+
-					"(for example &oauth2.Transport{Base: cache}), or keep it below and name the user with WithPartition",
-					"field", name)
-			}
-			return true
-		}
-	}
-	return false
+	return t.revalidated(req, l, resp, sent, fwd), nil
 }
 
 // fetch sends the caller's request unchanged and stores the answer if it
 // may be stored.
 func (t *Transport) fetch(req *http.Request, l lookup, status string, stale bool) (*http.Response, error) {
-	sent := time.Now()
+	sent := t.now()
 	resp, err := t.send(req)
 	if err != nil {
 		return nil, err
@@ -412,7 +417,8 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		return nil, ErrUnexpectedNotModified
 	}
 	names, ok := t.storable(resp)
-	if ok && (t.unconfirmable(l.key, resp.Header) || sameStrongTag(l.entry, resp.Header)) {
+	if ok && (t.unconfirmable(l.key, resp.Header) || (!t.fx.cfg.enabled && sameStrongTag(l.entry, resp.Header))) {
+		// (With freshness the write renews the entry's lifetime.)
 		// Not worth a write, and the entries beside it stay as they are.
 		return t.passOn(req, resp, status), nil
 	}
@@ -422,14 +428,15 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		}
 		return t.passOn(req, resp, status), nil
 	}
+	names = t.impliedVary(names, resp.Header, l.h)
 	digest := varyDigest(l.part, names, l.vary)
 	e := &Entry{
 		Status:       resp.StatusCode,
-		Header:       storedHeader(resp.Header),
+		Header:       withoutNoCacheFields(storedHeader(resp.Header)),
 		VaryNames:    names,
 		VaryDigest:   digest[:],
 		RequestTime:  sent,
-		ResponseTime: time.Now(),
+		ResponseTime: t.now(),
 	}
 	variant := l.part
 	if l.primary && (l.entry == nil || l.variant != l.part) {
@@ -453,63 +460,34 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 }
 
 // storable reports whether a response to a GET may be stored, and the Vary
-// names it would be stored under. Only complete 200 responses that carry a
-// validator are worth keeping: the transport always revalidates, so a
-// response it cannot revalidate would never be served.
+// names it would be stored under: complete, not forbidden by no-store, and
+// worth keeping (worthStoring).
 func (t *Transport) storable(resp *http.Response) ([]string, bool) {
-	if resp.StatusCode != http.StatusOK || resp.Body == nil || resp.ContentLength > t.maxSize {
-		return nil, false
-	}
-	if hasDirective(resp.Header, "no-store") {
-		return nil, false
-	}
-	if resp.Header.Get("Etag") == "" && validLastModified(resp.Header) == "" {
+	if resp.Body == nil || resp.ContentLength > t.maxSize || !t.worthStoring(resp) || t.noStore(resp) {
 		return nil, false
 	}
 	names, star := varyNames(resp.Header)
 	return names, !star
 }
 
-// unconfirmable reports whether h is the header of a content-coded body
-// with a weak tag for a resource whose origin has answered such a body's
-// revalidation with the identity's strong tag (nginx with gzip): no 304
-// will ever confirm it, so it is neither revalidated nor stored.
-func (t *Transport) unconfirmable(key string, h http.Header) bool {
-	return isWeak(h.Get("Etag")) && !acceptsCoding(nil, h) && t.weakCoded.has(key)
-}
-
-// sameStrongTag reports whether a 200 answering our conditional request
-// carries the very strong tag of the stored entry: the origin ignored
-// If-None-Match (Apache's mod_deflate "-gzip" tags), and the body is the
-// one we hold, so storing it again would only cost a write.
-func sameStrongTag(stored *Entry, h http.Header) bool {
-	if stored == nil {
-		return false
-	}
-	tag, lm, slm := h.Get("Etag"), h.Get("Last-Modified"), stored.Header.Get("Last-Modified")
-	return tag != "" && !isWeak(tag) && tag == stored.Header.Get("Etag") &&
-		slices.Equal(h["Content-Encoding"], stored.Header["Content-Encoding"]) &&
-		(lm == "" || slm == "" || sameDate(lm, slm))
-}
-
 // revalidated builds the caller's 200 from a stored entry and the 304 that
 // confirmed it, and persists the 304's header fields.
-func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, sent time.Time) *http.Response {
+func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, sent time.Time, fwd string) *http.Response {
 	ctx := req.Context()
 	old := l.entry
 	merged := mergeHeader(old.Header, nm.Header, 3)
 	switch {
 	case hasDirective(nm.Header, "no-store"): // a stored entry never had it
 		t.storeDelete(ctx, l.key)
-	case !onlyDateMoved(old.Header, nm.Header):
-		t.persist(ctx, l, old, merged.Clone(), sent)
+	case !onlyDateMoved(old.Header, nm.Header) || t.fx.cfg.enabled: // with freshness, a 304 renews the lifetime (RFC 9111 §4.3.4)
+		t.persist(ctx, l, old, withoutNoCacheFields(merged.Clone()), sent)
 	}
 
 	t.stats.revalidated.Add(1)
 	t.stats.bytesServed.Add(int64(len(old.Body)))
 	// The fields we add share one array. Set-Cookie is the 304's: it is
 	// for this caller, never stored and never replayed.
-	added := []string{strconv.Itoa(len(old.Body)), cacheStatus(nm.Header, "fwd=stale; fwd-status=304")}
+	added := []string{strconv.Itoa(len(old.Body)), cacheStatus(nm.Header, fwd+"; fwd-status=304")}
 	merged["Content-Length"] = added[0:1:1]
 	merged[headerCacheStatus] = added[1:2:2]
 	if sc := nm.Header["Set-Cookie"]; len(sc) > 0 {
@@ -538,7 +516,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header http.Header, sent time.Time) {
 	e := *old
 	e.Header = header
-	e.RequestTime, e.ResponseTime = sent, time.Now()
+	e.RequestTime, e.ResponseTime = sent, t.now()
 	if names, _ := varyNames(header); !slices.Equal(names, old.VaryNames) {
 		// Vary changed under a 304: keep the entry where it is, filed under
 		// the new names, so the next lookup matches it afresh.
@@ -567,62 +545,15 @@ func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	target, h := requestURL(req), canonicalHeader(resp.Header)
-	t.storeDelete(ctx, requestKey(req))
+	t.storeDelete(ctx, t.keyOf(req))
 	for _, field := range []string{"Location", "Content-Location"} {
 		v := h.Get(field)
 		if v == "" {
 			continue
 		}
 		if u, err := target.Parse(v); err == nil && sameOrigin(u, target) {
-			t.storeDelete(ctx, cacheKey(u))
+			t.storeDelete(ctx, t.stripIgnored(cacheKey(u)))
 		}
 	}
-	return resp, nil
-}
-
-// storedBody serves a stored body; its bytes are shared, never copied.
-type storedBody struct{ bytes.Reader }
-
-func newStoredBody(b []byte) *storedBody {
-	sb := &storedBody{}
-	sb.Reset(b)
-	return sb
-}
-
-func (*storedBody) Close() error { return nil }
-
-// discard drains a little of a body we do not use, so the connection can be
-// reused, and closes it.
-func discard(body io.ReadCloser) {
-	if body == nil || body == http.NoBody {
-		return
-	}
-	_, _ = io.CopyN(io.Discard, body, 64<<10)
-	_ = body.Close()
-}
-
-// keySet is a small set of keys, safe for concurrent use, that forgets
-// everything when it is full: it only saves requests, so losing it is
-// harmless, and it never grows past its bound.
-type keySet struct {
-	mu   sync.Mutex
-	keys map[string]struct{}
-}
-
-const keySetMax = 4096
-
-func (s *keySet) add(k string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.keys == nil || len(s.keys) >= keySetMax {
-		s.keys = make(map[string]struct{})
-	}
-	s.keys[k] = struct{}{}
-}
-
-func (s *keySet) has(k string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.keys[k]
-	return ok
+	return t.postAsGet(req, resp), nil
 }

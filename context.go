@@ -1,0 +1,39 @@
+package etagcache
+
+import "context"
+
+// Context keys of the per-request overrides; unexported types, so no other
+// package can collide with them.
+type (
+	ctxWithoutStore struct{}
+	ctxRefresh      struct{}
+	ctxOnlyIfCached struct{}
+)
+
+// WithoutStore returns a context under which a Transport neither reads nor
+// writes its store for the request: it is sent as made, and the response
+// goes to the caller untouched (Cache-Status: fwd=bypass). Unlike a request
+// Cache-Control: no-store, nothing is said to the origin or to caches
+// between.
+func WithoutStore(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ctxWithoutStore{}, true)
+}
+
+// WithRefresh returns a context under which a Transport sends the request
+// without validators, whatever it holds, and stores the answer in place of
+// the old entry (Cache-Status: fwd=request). Use it when a stored response
+// is known to be wrong.
+func WithRefresh(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ctxRefresh{}, true)
+}
+
+// OnlyIfCached returns a context under which a Transport never contacts the
+// origin, as a request Cache-Control: only-if-cached asks (RFC 9111
+// §5.2.1.7): it answers from a stored response that may be used without
+// validation (fresh, or stale within the request's max-stale), and otherwise
+// with a 504 Gateway Timeout made by the cache.
+func OnlyIfCached(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ctxOnlyIfCached{}, true)
+}
+
+func withoutStore(ctx context.Context) bool { return ctx.Value(ctxWithoutStore{}) != nil }

@@ -1,0 +1,451 @@
+package etagcache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// backgroundTimeout bounds a stale-while-revalidate revalidation: it runs
+// detached from the request that started it, so nothing else would.
+const backgroundTimeout = 30 * time.Second
+
+// freshState is the part of a Transport that issue 9 added: freshness,
+// coalescing, background revalidations and key customisation.
+type freshState struct {
+	cfg          freshConfig
+	coalesce     bool // WithCoalescing's value, when coalesceSet
+	coalesceSet  bool
+	ignoredQuery []string
+	clock        func() time.Time // nil: time.Now; tests set it
+
+	flights coalescer
+
+	bgMu   sync.Mutex
+	bgBusy map[string]bool // flight keys with a background revalidation running
+	bg     sync.WaitGroup  // the background revalidations; tests wait on it
+}
+
+// WithFreshness turns RFC 9111 freshness on or off (default off).
+//
+// Off, every GET goes to the origin: a stored response is always
+// revalidated, and only responses with a validator are stored.
+//
+// On, a stored response that is still fresh (max-age, Expires with Date,
+// received Age, or a heuristic lifetime of 10% of the time since
+// Last-Modified, capped at a day) is served without contacting the origin,
+// with an Age field and Cache-Status "hit; ttl=N" and X-From-Cache: 1.
+// Responses without a validator are stored too when they have a lifetime.
+// The response directives no-cache, must-revalidate, no-store and immutable,
+// and the request directives max-age, max-stale, min-fresh, no-cache,
+// no-store and only-if-cached (and Pragma: no-cache without Cache-Control)
+// are honoured. As a private cache it stores private responses and ignores
+// s-maxage and proxy-revalidate. stale-while-revalidate serves the stale
+// response at once and revalidates it in the background (one revalidation
+// per entry at a time, each bounded to 30 seconds); stale-if-error serves
+// it when the origin answers with a 5xx or cannot be reached.
+func WithFreshness(on bool) Option {
+	return func(t *Transport) { t.fx.cfg.enabled = on }
+}
+
+// WithStaleIfError sets how long past its freshness a stored response may
+// still answer a request when the origin answers with a 5xx status or cannot
+// be reached, for responses that carry no stale-if-error directive of their
+// own (RFC 5861 §4); 0, the default, means never. It applies in both modes,
+// but never to a response with no-cache or must-revalidate. A response
+// served this way carries Cache-Status "hit; ttl=-N; detail=stale-if-error"
+// and X-From-Cache: 1.
+func WithStaleIfError(d time.Duration) Option {
+	return func(t *Transport) { t.fx.cfg.staleIfError = max(0, d) }
+}
+
+// WithCoalescing turns request coalescing on or off. The default is on
+// with WithFreshness(true) and off without: the default mode stays exactly
+// what it was (every caller's request is its own exchange, streamed, with
+// the fewest allocations), while freshness mode, a cache in the manner of
+// gregjones/httpcache, also shields the origin from a burst of identical
+// requests, which is when such a cache matters most.
+//
+// On, concurrent GET requests for the same resource, partition and variant
+// share one origin request: a cold URL asked for by 64 goroutines at once
+// costs one GET, a stored one one conditional GET. Each caller gets its own
+// header map and body reader; the body is read once from the origin, into
+// memory up to the maximum entry size, and every caller streams it from
+// there as it comes. A caller whose context ends leaves; the shared request
+// goes on until every caller has left. Requests with a body, their own
+// preconditions or a Range are never coalesced, nor requests whose store
+// entry is not known (cold URLs) unless their header fields are identical.
+// A response whose Content-Length exceeds the maximum entry size goes to one
+// caller and the others send their own requests; see
+// ErrCoalescedBodyTooLarge for one that only turns out too large.
+func WithCoalescing(on bool) Option {
+	return func(t *Transport) { t.fx.coalesce, t.fx.coalesceSet = on, true }
+}
+
+// WithIgnoredQueryParams leaves the named query parameters out of the cache
+// key, so that URLs that differ only in them share one entry: tokens that
+// change on every call, or cache-busters such as "_". The request still goes
+// to the origin with its full URL.
+//
+// Caveat: the origin's answer to one value is then served (or revalidated)
+// for every other value. Never name a parameter that selects content, and
+// never one that authorises: a response fetched with one token would be
+// served to a request with another (the partition separates users only by
+// Authorization, Cookie and URL user information, or WithPartition).
+func WithIgnoredQueryParams(names ...string) Option {
+	return func(t *Transport) { t.fx.ignoredQuery = append(t.fx.ignoredQuery, names...) }
+}
+
+func (t *Transport) coalescing() bool {
+	if t.fx.coalesceSet {
+		return t.fx.coalesce
+	}
+	return t.fx.cfg.enabled
+}
+
+func (t *Transport) now() time.Time {
+	if t.fx.clock != nil {
+		return t.fx.clock()
+	}
+	return time.Now()
+}
+
+// keyOf is requestKey without the ignored query parameters.
+func (t *Transport) keyOf(req *http.Request) string {
+	return t.stripIgnored(requestKey(req))
+}
+
+func (t *Transport) stripIgnored(key string) string {
+	if len(t.fx.ignoredQuery) == 0 {
+		return key
+	}
+	base, query, ok := strings.Cut(key, "?")
+	if !ok {
+		return key
+	}
+	kept := make([]string, 0, strings.Count(query, "&")+1)
+	for _, p := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(p, "=")
+		if n, err := url.QueryUnescape(name); err == nil && slices.Contains(t.fx.ignoredQuery, n) {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if len(kept) == 0 {
+		return base
+	}
+	return base + "?" + strings.Join(kept, "&")
+}
+
+// serveStored answers from the entry without the origin: a hit, a stale
+// response within max-stale or stale-while-revalidate, or stale-if-error.
+func (t *Transport) serveStored(req *http.Request, l lookup, d decision, detail string) *http.Response {
+	e := l.entry
+	// A shallow copy: the entry is immutable, and the caller's map is its
+	// own. maps.Clone copies a small map in one piece.
+	h := maps.Clone(e.Header)
+	if h == nil {
+		h = make(http.Header, 4)
+	}
+	// The fields we set share one array; the stored Content-Length is
+	// reused when it is right, and Cache-Status is built in one allocation.
+	var buf [96]byte
+	b := append(buf[:0], cacheName+"; hit; ttl="...)
+	b = strconv.AppendInt(b, int64(d.ttl/time.Second), 10)
+	if detail != "" {
+		b = append(append(b, "; "...), detail...)
+	}
+	added := []string{"", strconv.FormatInt(int64(d.age/time.Second), 10), "1", string(b)}
+	if cl := e.Header["Content-Length"]; len(cl) == 1 && atoiIs(cl[0], len(e.Body)) {
+		h["Content-Length"] = cl
+	} else {
+		added[0] = strconv.Itoa(len(e.Body))
+		h["Content-Length"] = added[0:1:1]
+	}
+	h["Age"] = added[1:2:2] // replaces any received Age (RFC 9111 §5.1)
+	h[headerFromCache] = added[2:3:3]
+	h[headerCacheStatus] = added[3:4:4]
+	t.stats.hits.Add(1)
+	t.stats.bytesServed.Add(int64(len(e.Body)))
+	status := "200 OK"
+	if e.Status != http.StatusOK {
+		status = strconv.Itoa(e.Status) + " " + http.StatusText(e.Status)
+	}
+	return &http.Response{
+		Status:        status,
+		StatusCode:    e.Status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          newStoredBody(e.Body),
+		ContentLength: int64(len(e.Body)),
+		Request:       req,
+	}
+}
+
+func atoiIs(s string, n int) bool {
+	v, err := strconv.Atoi(s)
+	return err == nil && v == n
+}
+
+// gatewayTimeout is the cache's own answer to only-if-cached when nothing
+// usable is stored (RFC 9111 §5.2.1.7).
+func gatewayTimeout(req *http.Request) *http.Response {
+	return &http.Response{
+		Status:     "504 Gateway Timeout",
+		StatusCode: http.StatusGatewayTimeout,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header: http.Header{
+			"Content-Length":  {"0"},
+			headerCacheStatus: {cacheName + "; detail=only-if-cached"},
+		},
+		Body:    http.NoBody,
+		Request: req,
+	}
+}
+
+// staleOnError serves the stale entry instead of a 5xx or a network error
+// where the decision allows it (RFC 5861 §4, WithStaleIfError); the
+// caller's own cancellation is never hidden.
+func (t *Transport) staleOnError(req *http.Request, l lookup, d decision, resp *http.Response, err error) (*http.Response, error) {
+	if !d.staleIfError || l.entry == nil || req.Context().Err() != nil {
+		return resp, err
+	}
+	if err == nil && resp.StatusCode < 500 {
+		return resp, nil
+	}
+	if err == nil {
+		discard(resp.Body)
+	}
+	// The error took time: age the entry to now.
+	now := t.now()
+	lifetime := d.ttl + d.age
+	date, ok := httpDate(l.entry.Header.Get("Date"))
+	if !ok {
+		date = l.entry.ResponseTime
+	}
+	d.age = currentAge(l.entry, date, now)
+	d.ttl = lifetime - d.age
+	return t.serveStored(req, l, d, "detail=stale-if-error"), nil
+}
+
+// forward does the decision's exchange with the origin, shared with the
+// concurrent identical requests when coalescing is on.
+func (t *Transport) forward(req *http.Request, l lookup, d decision) (*http.Response, error) {
+	key, ok := t.flightKey(req, l, d)
+	if !ok {
+		return t.exchange(req, l, d)
+	}
+	resp, led, err := t.fx.flights.do(req.Context(), key, t.maxSize, func(ctx context.Context) (*http.Response, error) {
+		return t.exchange(req.WithContext(ctx), l, d)
+	})
+	if errors.Is(err, errNotShared) {
+		return t.exchange(req, l, d)
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp.Request = req
+	if !led {
+		if vs := resp.Header[headerCacheStatus]; len(vs) > 0 {
+			vs[len(vs)-1] += "; collapsed" // ours is the last member
+		}
+		t.stats.coalesced.Add(1)
+	}
+	return resp, nil
+}
+
+// flightKey names what a request shares with others: the resource, the
+// partition, the variant and what is to be done. A request whose variant is
+// not known yet (nothing stored that it matches) is identified by all its
+// header fields instead, so that no Vary the origin might send can tell
+// apart two requests that share a response.
+func (t *Transport) flightKey(req *http.Request, l lookup, d decision) (string, bool) {
+	if !t.coalescing() {
+		return "", false
+	}
+	var b strings.Builder
+	b.WriteString(l.key)
+	b.WriteByte(0)
+	b.WriteString(l.part)
+	b.WriteByte(0)
+	b.WriteString(d.action.String())
+	b.WriteByte(0)
+	b.WriteString(d.fwd)
+	b.WriteByte(0)
+	if l.entry != nil {
+		b.WriteString(l.variant)
+		b.Write(l.entry.VaryDigest)
+		return b.String(), true
+	}
+	names := make([]string, 0, len(l.h))
+	for k := range l.h {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		b.WriteString(k)
+		b.WriteByte(1)
+		for _, v := range l.h[k] {
+			b.WriteString(v)
+			b.WriteByte(2)
+		}
+	}
+	return b.String(), true
+}
+
+// revalidateInBackground starts a stale-while-revalidate revalidation of
+// the entry, unless one is running for it already. It runs detached from
+// the caller's context (keeping its values), bounded by backgroundTimeout,
+// on a clone of the request, and reads the answer to its end so that it is
+// stored. It joins a foreground revalidation of the same entry when
+// coalescing is on.
+func (t *Transport) revalidateInBackground(req *http.Request, l lookup, d decision) {
+	key, _ := t.flightKey(req, l, decision{action: actRevalidate, fwd: "stale"})
+	fx := &t.fx
+	fx.bgMu.Lock()
+	if fx.bgBusy[key] {
+		fx.bgMu.Unlock()
+		return
+	}
+	if fx.bgBusy == nil {
+		fx.bgBusy = make(map[string]bool)
+	}
+	fx.bgBusy[key] = true
+	fx.bg.Add(1)
+	fx.bgMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), backgroundTimeout)
+	breq := req.Clone(ctx) // the caller may reuse its request once we return
+	d.action, d.fwd = actRevalidate, "stale"
+	go func() {
+		defer func() {
+			cancel()
+			fx.bgMu.Lock()
+			delete(fx.bgBusy, key)
+			fx.bgMu.Unlock()
+			fx.bg.Done()
+		}()
+		resp, err := t.forward(breq, l, d)
+		if err != nil {
+			t.log.DebugContext(ctx, "etagcache: background revalidation failed", "key", l.key, "err", err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body) // to the end: that is what stores it
+		_ = resp.Body.Close()
+	}()
+}
+
+// waitBackground waits for the background revalidations started so far.
+func (t *Transport) waitBackground() { t.fx.bg.Wait() }
+
+// worthStoring reports whether a response to a GET is worth keeping.
+// Without freshness only 200 responses with a validator are: they are
+// always revalidated, and one without a validator would never be served.
+// With freshness, also responses of any final status the cache understands
+// that have a freshness lifetime (explicit, or heuristic for the statuses
+// that allow one), and responses with a validator of a heuristically
+// cacheable status.
+func (t *Transport) worthStoring(resp *http.Response) bool {
+	validator := resp.Header.Get("Etag") != "" || validLastModified(resp.Header) != ""
+	if !t.fx.cfg.enabled {
+		return resp.StatusCode == http.StatusOK && validator
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent, http.StatusNotModified:
+		return false
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 599 {
+		return false
+	}
+	if heuristicallyCacheable(resp.StatusCode) && validator {
+		return true
+	}
+	return hasLifetime(resp.Header, resp.StatusCode, t.now(), t.fx.cfg)
+}
+
+// postAsGet stores, in freshness mode, the answer to a POST that names its
+// own target in Content-Location and has an explicit lifetime: RFC 9110
+// §9.3.3 lets it answer later GETs of that URI. Anything else is returned
+// as it is.
+func (t *Transport) postAsGet(req *http.Request, resp *http.Response) *http.Response {
+	if !t.fx.cfg.enabled || req.Method != http.MethodPost || resp.StatusCode != http.StatusOK {
+		return resp
+	}
+	h := canonicalHeader(resp.Header)
+	cl := h.Get("Content-Location")
+	u, err := requestURL(req).Parse(cl)
+	if cl == "" || err != nil || t.stripIgnored(cacheKey(u)) != t.keyOf(req) {
+		return resp
+	}
+	if parseCacheControl(h).maxAge < 0 && h.Get("Expires") == "" {
+		return resp // heuristic freshness does not apply to POST answers
+	}
+	rh := canonicalHeader(req.Header)
+	l := lookup{key: t.keyOf(req), h: rh, part: partition(rh, req.URL)}
+	if t.partitionOf != nil {
+		l.part = hookPartition(t.partitionOf(req))
+	}
+	resp.Header = h
+	stored, err := t.stored(req, l, resp, t.now(), "fwd=method", false)
+	if err != nil {
+		return resp
+	}
+	return stored
+}
+
+// impliedVary adds Accept-Encoding to the Vary names of a response stored
+// in freshness mode whose content coding the request did not accept: the
+// origin chose that coding for this Accept-Encoding, so the entry is served
+// again to requests with the same one (a faithful replay), and never to a
+// request with another, which might not decode it.
+func (t *Transport) impliedVary(names []string, resp, req http.Header) []string {
+	if !t.fx.cfg.enabled || acceptsCoding(req, resp) || slices.Contains(names, "Accept-Encoding") {
+		return names
+	}
+	return append(slices.Clip(names), "Accept-Encoding")
+}
+
+// entryMatches reports whether e is the variant l's request selects.
+func (t *Transport) entryMatches(e *Entry, l lookup) bool { return e.matches(l.part, l.vary, l.h) }
+
+// noStore reports whether a response forbids storing it. With freshness,
+// must-understand (RFC 9111 §5.2.2.3) overrides no-store for a status the
+// cache understands, and forbids storing any other.
+func (t *Transport) noStore(resp *http.Response) bool {
+	if t.fx.cfg.enabled && hasDirective(resp.Header, "must-understand") {
+		return !understood(resp.StatusCode)
+	}
+	return hasDirective(resp.Header, "no-store")
+}
+
+// understood are the final statuses whose caching rules this cache knows.
+func understood(status int) bool {
+	switch status {
+	case 200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501:
+		return true
+	}
+	return false
+}
+
+// withoutNoCacheFields drops the fields a response names in no-cache="..."
+// from what is stored: they may not be reused without validation, the rest
+// may (RFC 9111 §5.2.2.4).
+func withoutNoCacheFields(h http.Header) http.Header {
+	fields := parseCacheControl(h).noCacheFields
+	for _, f := range fields {
+		delete(h, f)
+	}
+	return h
+}
