@@ -276,7 +276,8 @@ func (t *Transport) storeDelete(ctx context.Context, key string) {
 
 func (t *Transport) storeFailed(ctx context.Context, op, key string, err error) {
 	t.stats.storeErrors.Add(1)
-	t.log.WarnContext(ctx, "etagcache: store failed; going on without it", "op", op, "key", key, "err", err)
+	// Keys are URLs: their query strings may hold tokens, so logs get them redacted.
+	t.log.WarnContext(ctx, "etagcache: store failed; going on without it", "op", op, "key", redactKey(key), "err", redactErr(err, key))
 }
 
 // get serves a GET request through the store.
