@@ -115,6 +115,17 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Clear removes every entry, as if the store had just been made. Transports
+// using the store go on with an empty cache: their next GET of each
+// resource is a full fetch.
+func (s *MemoryStore) Clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lru.Init()
+	clear(s.items)
+	s.size = 0
+}
+
 // Len reports the number of entries held.
 func (s *MemoryStore) Len() int {
 	s.mu.Lock()
