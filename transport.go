@@ -290,6 +290,9 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 	if l.entry == nil {
 		return t.fetch(req, l, "fwd="+l.fwd, false)
 	}
+	if t.unconfirmable(l.key, l.entry.Header) {
+		return t.fetch(req, l, "fwd=stale; detail=coded-etag-mismatch", true)
+	}
 
 	// A shallow copy with a header map of its own: the base transport reads
 	// but never modifies the rest, and the caller's request stays as it was.
@@ -409,7 +412,11 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		discard(resp.Body)
 		return nil, ErrUnexpectedNotModified
 	}
-	names, ok := t.storable(l.key, resp)
+	names, ok := t.storable(resp)
+	if ok && (t.unconfirmable(l.key, resp.Header) || sameStrongTag(l.entry, resp.Header)) {
+		// Not worth a write, and the entries beside it stay as they are.
+		return t.passOn(req, resp, status), nil
+	}
 	if !ok {
 		if stale && resp.StatusCode == http.StatusOK {
 			t.storeDelete(req.Context(), l.key)
@@ -450,11 +457,8 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 // names it would be stored under. Only complete 200 responses that carry a
 // validator are worth keeping: the transport always revalidates, so a
 // response it cannot revalidate would never be served.
-func (t *Transport) storable(key string, resp *http.Response) ([]string, bool) {
+func (t *Transport) storable(resp *http.Response) ([]string, bool) {
 	if resp.StatusCode != http.StatusOK || resp.Body == nil || resp.ContentLength > t.maxSize {
-		return nil, false
-	}
-	if isWeak(resp.Header.Get("Etag")) && !acceptsCoding(nil, resp.Header) && t.weakCoded.has(key) {
 		return nil, false
 	}
 	if hasDirective(resp.Header, "no-store") {
@@ -465,6 +469,28 @@ func (t *Transport) storable(key string, resp *http.Response) ([]string, bool) {
 	}
 	names, star := varyNames(resp.Header)
 	return names, !star
+}
+
+// unconfirmable reports whether h is the header of a content-coded body
+// with a weak tag for a resource whose origin has answered such a body's
+// revalidation with the identity's strong tag (nginx with gzip): no 304
+// will ever confirm it, so it is neither revalidated nor stored.
+func (t *Transport) unconfirmable(key string, h http.Header) bool {
+	return isWeak(h.Get("Etag")) && !acceptsCoding(nil, h) && t.weakCoded.has(key)
+}
+
+// sameStrongTag reports whether a 200 answering our conditional request
+// carries the very strong tag of the stored entry: the origin ignored
+// If-None-Match (Apache's mod_deflate "-gzip" tags), and the body is the
+// one we hold, so storing it again would only cost a write.
+func sameStrongTag(stored *Entry, h http.Header) bool {
+	if stored == nil {
+		return false
+	}
+	tag, lm, slm := h.Get("Etag"), h.Get("Last-Modified"), stored.Header.Get("Last-Modified")
+	return tag != "" && !isWeak(tag) && tag == stored.Header.Get("Etag") &&
+		slices.Equal(h["Content-Encoding"], stored.Header["Content-Encoding"]) &&
+		(lm == "" || slm == "" || sameDate(lm, slm))
 }
 
 // revalidated builds the caller's 200 from a stored entry and the 304 that

@@ -579,3 +579,30 @@ func TestPartitionHookWithVaryNamingCredentials(t *testing.T) {
 	assert.Equal(t, "repo", body)
 	assert.Empty(t, o.last().Get("If-None-Match"), "a request with another Accept was sent the stored variant's tag")
 }
+
+// A 200 that carries the stored entry's strong tag (an origin that ignores
+// If-None-Match, as Apache does for its "-gzip" tags) is not written again;
+// one whose Last-Modified moved is.
+func TestSameStrongTagIsNotRewritten(t *testing.T) {
+	var lm atomic.Value
+	lm.Store("Mon, 01 Jun 2026 00:00:00 GMT")
+	o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"x-gzip"`)
+		w.Header().Set("Last-Modified", lm.Load().(string))
+		_, _ = io.WriteString(w, "content")
+	})
+	tr := NewTransport(NewMemoryStore(0))
+	c := tr.Client()
+	for i := 0; i < 4; i++ {
+		_, body := get(t, c, o.URL, nil)
+		require.Equal(t, "content", body)
+	}
+	assert.Equal(t, int64(1), tr.Stats().Stored, "the same representation was written on every poll")
+	lm.Store("Tue, 02 Jun 2026 00:00:00 GMT") // touched: same tag, newer date
+	for i := 0; i < 3; i++ {
+		_, body := get(t, c, o.URL, nil)
+		require.Equal(t, "content", body)
+	}
+	assert.Equal(t, int64(2), tr.Stats().Stored)
+	assert.Equal(t, "Tue, 02 Jun 2026 00:00:00 GMT", o.last().Get("If-Modified-Since"))
+}
