@@ -25,10 +25,10 @@ func newExampleOrigin() *httptest.Server {
 	}))
 }
 
-// get fetches url with client, the header fields given as name/value pairs
+// show fetches url with client, the header fields given as name/value pairs
 // added, and prints the status, how the transport produced the response and
 // the body.
-func get(client *http.Client, url string, kv ...string) {
+func show(client *http.Client, url string, kv ...string) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		fmt.Println(err)

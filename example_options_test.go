@@ -13,10 +13,10 @@ import (
 	"github.com/etagcache/etagcache"
 )
 
-// roundTripFunc lets a function be an http.RoundTripper.
-type roundTripFunc func(*http.Request) (*http.Response, error)
+// roundTripperFunc lets a function be an http.RoundTripper.
+type roundTripperFunc func(*http.Request) (*http.Response, error)
 
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // WithBase puts the cache in front of any RoundTripper: here one that
 // prints the validator each request carries on its way to the origin.
@@ -24,13 +24,13 @@ func ExampleWithBase() {
 	origin := newExampleOrigin()
 	defer origin.Close()
 
-	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		fmt.Printf("sending If-None-Match: %q\n", r.Header.Get("If-None-Match"))
 		return http.DefaultTransport.RoundTrip(r)
 	})
 	client := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithBase(base)).Client()
-	get(client, origin.URL+"/repo")
-	get(client, origin.URL+"/repo")
+	show(client, origin.URL+"/repo")
+	show(client, origin.URL+"/repo")
 	// Output:
 	// sending If-None-Match: ""
 	// 200 miss {"path":"/repo"}
@@ -70,7 +70,7 @@ func ExampleWithLogger() {
 		},
 	}))
 	tr := etagcache.NewTransport(failingStore{}, etagcache.WithLogger(logger))
-	get(tr.Client(), origin.URL+"/doc?access_token=s3cret")
+	show(tr.Client(), origin.URL+"/doc?access_token=s3cret")
 	fmt.Println("store errors:", tr.Stats().StoreErrors)
 	// Output:
 	// level=WARN msg="etagcache: store failed; going on without it" op=get key=http://origin/doc?redacted err="connection refused"
@@ -87,10 +87,10 @@ func ExampleWithMaxEntrySize() {
 
 	store := etagcache.NewMemoryStore(0)
 	client := etagcache.NewTransport(store, etagcache.WithMaxEntrySize(16)).Client()
-	get(client, origin.URL+"/a")                  // {"path":"/a"}: 12 bytes, stored
-	get(client, origin.URL+"/a-much-longer-name") // 29 bytes, not stored
-	get(client, origin.URL+"/a")                  // revalidated
-	get(client, origin.URL+"/a-much-longer-name") // fetched again
+	show(client, origin.URL+"/a")                  // {"path":"/a"}: 12 bytes, stored
+	show(client, origin.URL+"/a-much-longer-name") // 29 bytes, not stored
+	show(client, origin.URL+"/a")                  // revalidated
+	show(client, origin.URL+"/a-much-longer-name") // fetched again
 	fmt.Println(store.Len(), "entry stored")
 	// Output:
 	// 200 miss {"path":"/a"}
@@ -117,9 +117,9 @@ func ExampleWithPartition() {
 		return "" // anonymous
 	}
 	client := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithPartition(installation)).Client()
-	get(client, origin.URL+"/repos/o/r", "Authorization", "Bearer inst42-token-of-10:00")
-	get(client, origin.URL+"/repos/o/r", "Authorization", "Bearer inst42-token-of-11:00")
-	get(client, origin.URL+"/repos/o/r") // anonymous: another partition
+	show(client, origin.URL+"/repos/o/r", "Authorization", "Bearer inst42-token-of-10:00")
+	show(client, origin.URL+"/repos/o/r", "Authorization", "Bearer inst42-token-of-11:00")
+	show(client, origin.URL+"/repos/o/r") // anonymous: another partition
 	// Output:
 	// 200 miss {"path":"/repos/o/r"}
 	// 200 revalidated {"path":"/repos/o/r"}
@@ -162,12 +162,12 @@ func ExampleTransport_Purge() {
 	tr := etagcache.NewTransport(etagcache.NewMemoryStore(0))
 	client := tr.Client()
 
-	get(client, origin.URL+"/doc")
+	show(client, origin.URL+"/doc")
 	if err := tr.Purge(context.Background(), origin.URL+"/doc"); err != nil {
 		fmt.Println(err)
 	}
-	get(client, origin.URL+"/doc")
-	get(client, origin.URL+"/doc")
+	show(client, origin.URL+"/doc")
+	show(client, origin.URL+"/doc")
 	// Output:
 	// 200 miss {"path":"/doc"}
 	// 200 miss {"path":"/doc"}
@@ -205,9 +205,9 @@ func ExampleTransport_CloseIdleConnections() {
 	defer origin.Close()
 	base := &http.Transport{}
 	client := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithBase(base)).Client()
-	get(client, origin.URL+"/x")
+	show(client, origin.URL+"/x")
 	client.CloseIdleConnections() // calls tr.CloseIdleConnections, then base's
-	get(client, origin.URL+"/x")  // a new connection; the entry is still there
+	show(client, origin.URL+"/x")  // a new connection; the entry is still there
 	// Output:
 	// 200 miss {"path":"/x"}
 	// 200 revalidated {"path":"/x"}

@@ -17,12 +17,12 @@ func ExampleMemoryStore_Clear() {
 	store := etagcache.NewMemoryStore(8 << 20)
 	client := etagcache.NewTransport(store).Client()
 
-	get(client, origin.URL+"/a")
-	get(client, origin.URL+"/b")
+	show(client, origin.URL+"/a")
+	show(client, origin.URL+"/b")
 	fmt.Println(store.Len(), "entries")
 	store.Clear()
 	fmt.Println(store.Len(), "entries")
-	get(client, origin.URL+"/a")
+	show(client, origin.URL+"/a")
 	// Output:
 	// 200 miss {"path":"/a"}
 	// 200 miss {"path":"/b"}
@@ -55,7 +55,7 @@ func ExampleOpenBoltStore() {
 			store = bolt
 		}
 		fmt.Print("run ", run, ": ")
-		get(etagcache.NewTransport(store).Client(), origin.URL+"/releases")
+		show(etagcache.NewTransport(store).Client(), origin.URL+"/releases")
 		if bolt != nil {
 			bolt.Close()
 		}
@@ -115,8 +115,8 @@ func ExampleWithBoltCache() {
 	}
 	defer store.Close()
 	client := etagcache.NewTransport(store).Client()
-	get(client, origin.URL+"/big")
-	get(client, origin.URL+"/big")
+	show(client, origin.URL+"/big")
+	show(client, origin.URL+"/big")
 	// Output:
 	// 200 miss {"path":"/big"}
 	// 200 revalidated {"path":"/big"}
