@@ -207,7 +207,7 @@ func ExampleTransport_CloseIdleConnections() {
 	client := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithBase(base)).Client()
 	show(client, origin.URL+"/x")
 	client.CloseIdleConnections() // calls tr.CloseIdleConnections, then base's
-	show(client, origin.URL+"/x")  // a new connection; the entry is still there
+	show(client, origin.URL+"/x") // a new connection; the entry is still there
 	// Output:
 	// 200 miss {"path":"/x"}
 	// 200 revalidated {"path":"/x"}
