@@ -3,6 +3,7 @@ package etagcache
 import (
 	"container/list"
 	"context"
+	"math"
 	"sync"
 )
 
@@ -26,11 +27,17 @@ type memItem struct {
 }
 
 // NewMemoryStore returns an empty MemoryStore holding at most maxBytes of
-// entries (bodies, headers and keys); 0 or less means 64 MiB. An entry larger
-// than the bound on its own is not kept.
+// entries (bodies, headers and keys). As for every size in this module, 0
+// means the default, 64 MiB, and a negative maxBytes means no bound (the
+// store then grows with every new resource and variant: use it only for a
+// known, small set of URLs). An entry larger than the bound on its own is
+// not kept.
 func NewMemoryStore(maxBytes int64) *MemoryStore {
-	if maxBytes <= 0 {
+	switch {
+	case maxBytes == 0:
 		maxBytes = defaultMemoryMaxBytes
+	case maxBytes < 0:
+		maxBytes = math.MaxInt64
 	}
 	return &MemoryStore{maxBytes: maxBytes, lru: list.New(), items: make(map[string]map[string]*list.Element)}
 }

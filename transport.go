@@ -18,8 +18,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -62,8 +64,8 @@ type Transport struct {
 // Option configures a Transport.
 type Option func(*Transport)
 
-// WithBase sets the transport that really sends requests. The default is
-// http.DefaultTransport.
+// WithBase sets the transport that really sends requests. The default (also
+// for nil) is http.DefaultTransport.
 //
 // A base that adds credentials itself (an oauth2.Transport, say) hides them
 // from the cache, which would then key every user's responses alike. The
@@ -77,14 +79,18 @@ func WithBase(rt http.RoundTripper) Option {
 }
 
 // WithLogger sets where store failures are reported (at Warn level). The
-// default is slog.Default().
+// default is slog.Default(). A nil logger discards every message: store
+// failures are then seen only in Stats().StoreErrors.
 func WithLogger(l *slog.Logger) Option {
 	return func(t *Transport) { t.log = l }
 }
 
 // WithMaxEntrySize sets the largest body that is stored, in bytes. Larger
 // bodies stream through to the caller and are not stored; no more than n
-// bytes of one body are ever buffered. The default is DefaultMaxEntrySize.
+// bytes of one body are ever buffered. As for every size in this module, 0
+// means the default, DefaultMaxEntrySize, and a negative n means no limit
+// (a body of any size is buffered and stored: only the store's own bound
+// applies).
 func WithMaxEntrySize(n int64) Option {
 	return func(t *Transport) { t.maxSize = n }
 }
@@ -108,8 +114,14 @@ func WithPartition(f func(*http.Request) string) Option {
 }
 
 // NewTransport returns a Transport that keeps its entries in store.
+//
+// A nil store (or a nil pointer of a store type, such as the *BoltStore of
+// a failed OpenBoltStore) is a mistake that NewTransport reports at once,
+// with one Error line on the logger, and works around: the Transport then
+// keeps its entries in a NewMemoryStore(0), so the program goes on with a
+// cache that does not outlive it, rather than failing on its first request.
 func NewTransport(store Store, opts ...Option) *Transport {
-	t := &Transport{store: store, base: http.DefaultTransport, log: slog.Default(), maxSize: DefaultMaxEntrySize}
+	t := &Transport{store: store, base: http.DefaultTransport, log: slog.Default()}
 	for _, o := range opts {
 		o(t)
 	}
@@ -118,6 +130,17 @@ func NewTransport(store Store, opts ...Option) *Transport {
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case t.maxSize == 0:
+		t.maxSize = DefaultMaxEntrySize
+	case t.maxSize < 0:
+		t.maxSize = math.MaxInt64
+	}
+	if isNil(store) {
+		t.log.Error("etagcache: NewTransport was given a nil Store; keeping entries in memory instead (NewMemoryStore(0))",
+			"store", fmt.Sprintf("%T", store))
+		t.store = NewMemoryStore(0)
 	}
 	return t
 }
