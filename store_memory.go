@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -169,19 +170,65 @@ func (s *MemoryStore) evict() {
 	}
 }
 
-// entrySize is an estimate of the memory an entry holds: exact for the body,
-// approximate (string bytes plus a fixed overhead) for the rest.
+// entrySize is an estimate of the memory an entry holds in a MemoryStore,
+// as the Go allocator hands it out: the body's whole capacity and every
+// string and slice rounded up to its size class, plus the structures around
+// them. Measured with Go 1.26 on amd64, it is within a few percent of the
+// live heap an entry costs (TestMemoryStoreBoundHoldsOnHeap).
 func entrySize(key, variant string, e *Entry) int64 {
-	const overhead = 16
-	n := len(key) + len(variant) + len(e.Body) + len(e.VaryDigest) + 128
+	// Entry, memItem, list element, the per-key map of variants and a slot
+	// in the map of keys, and a header map of up to 8 fields.
+	const entryOverhead = 940
+	const stringHeader = 16
+	n := entryOverhead + headerMapSize(len(e.Header)) +
+		allocSize(cap(e.Body)) + allocSize(len(key)) + allocSize(len(variant)) +
+		allocSize(cap(e.VaryDigest)) + allocSize(stringHeader*cap(e.VaryNames))
 	for _, v := range e.VaryNames {
-		n += len(v) + overhead
+		n += allocSize(len(v))
 	}
 	for k, vs := range e.Header {
-		n += len(k) + overhead
+		n += allocSize(len(k)) + allocSize(stringHeader*cap(vs))
 		for _, v := range vs {
-			n += len(v) + overhead
+			n += allocSize(len(v))
 		}
 	}
 	return int64(n)
 }
+
+// headerMapSize is what a header map of more than 8 fields costs beyond the
+// one group of 8 slots that entryOverhead counts: a table of slots (a string
+// key and a []string, 40 bytes, plus a control byte) kept at most 7/8 full.
+func headerMapSize(fields int) int {
+	if fields <= 8 {
+		return 0
+	}
+	slots := 16
+	for slots*7/8 < fields {
+		slots *= 2
+	}
+	return slots*41 + 64 - 352
+}
+
+// allocSize is the memory the Go allocator uses for an object of n bytes:
+// n rounded up to its size class (the runtime's table, which has been stable
+// for years), or to whole 8 KiB pages for large objects.
+func allocSize(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	if n > maxSmallSize {
+		return (n + pageSize - 1) / pageSize * pageSize
+	}
+	i, _ := slices.BinarySearch(sizeClasses[:], uint16(n))
+	return int(sizeClasses[i])
+}
+
+const (
+	maxSmallSize = 32 << 10
+	pageSize     = 8 << 10
+)
+
+var sizeClasses = [...]uint16{8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240,
+	256, 288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792,
+	2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240,
+	10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264, 28672, 32768}

@@ -463,7 +463,7 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		variant = l.secondary
 	}
 	ctx := req.Context()
-	resp.Body = newStoringBody(resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
+	resp.Body = newStoringBody(ctx, resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
 		e.Body = body
 		if err := t.store.Put(ctx, l.key, variant, e); err != nil {
 			if ctx.Err() == nil {

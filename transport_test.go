@@ -272,7 +272,7 @@ func TestBodyOverMaxEntrySizeStreamsThrough(t *testing.T) {
 		})
 	}
 	var committed bool
-	b := newStoringBody(io.NopCloser(strings.NewReader(big)), -1, 1000, func([]byte) { committed = true })
+	b := newStoringBody(context.Background(), io.NopCloser(strings.NewReader(big)), -1, 1000, func([]byte) { committed = true })
 	p := make([]byte, 300)
 	for {
 		_, err := b.Read(p)
