@@ -1,0 +1,69 @@
+// Package redisstore is an etagcache.Store kept in Redis, so that a fleet of
+// workers polling the same resources shares their validators and bodies:
+// one worker downloads a body, every other worker's first request for it is
+// already conditional, and a 304 costs a few hundred bytes.
+//
+// New takes any redis.UniversalClient: a single node (*redis.Client), a
+// Sentinel-managed primary (redis.NewFailoverClient) or a Cluster
+// (*redis.ClusterClient).
+//
+// # Records
+//
+// With the default prefix "etagcache:", a resource (the transport's key, a
+// normalised URL) lives in one Redis hash
+//
+//	etagcache:{<digest of the key>}:h
+//
+// whose fields are the resource's variants (names the transport already
+// derives from digests) and whose values are header records: a version
+// byte, the SHA-256 and length of the body, the entry's metadata
+// (etagcache.EncodeEntryMeta) and a CRC-32C of all of it. The URL itself is
+// never written: query strings often carry API keys. The hash tag {…} keeps
+// every record of a resource on one Cluster slot, so deleting a resource is
+// one DEL, and the check-and-set of a header update is one Lua script.
+//
+// Bodies are content-addressed: a body is stored once per SHA-256 under
+//
+//	etagcache:b:<hex SHA-256>
+//
+// on whatever slot that key hashes to. Put writes the body first and the
+// header record second, so a header record never names a body that was not
+// written. Get verifies the body against the digest its header record names;
+// a body that is missing or does not match, and a header record that fails
+// its checksum or does not decode, are a miss, and the header record is
+// removed (only if it is still the one read).
+//
+// # Local layer
+//
+// Each Store keeps recently used bodies in memory, keyed by digest
+// (WithLocalCache, 64 MiB by default). A body is immutable under its digest,
+// so the layer never needs invalidating: a warm worker's revalidation reads
+// only the header record from Redis (a few hundred bytes, whatever the body
+// size) and serves the body it already holds.
+//
+// # Size and expiry
+//
+// Without WithTTL nothing expires: the bound is Redis' own maxmemory, which
+// should then be set with an allkeys-* eviction policy (allkeys-lru or
+// allkeys-lfu). Bodies no longer named by any header record (the old
+// versions of changed resources) are only reclaimed that way, or by the TTL.
+// With WithTTL, a resource's header records expire that long after their
+// last Put or header update, or after the last Get that found less than half
+// of it left (so an entry that is polled stays); bodies live a minute longer
+// (so a body outlives every header record naming it). An evicted body makes its header records a miss, never
+// an error.
+//
+// # Faults
+//
+// Every method returns Redis' errors (wrapped); the etagcache Transport logs
+// them and goes on without the store, so Redis being down, slow, restarted
+// or failing over never fails a request. Every command runs under the
+// request's context: when the client was not made with
+// ContextTimeoutEnabled, the Store still returns when the context is done,
+// leaving the command to finish within the client's own timeouts. Keep the
+// client's DialTimeout, ReadTimeout and MaxRetries small: a dead Redis then
+// costs a request that much and no more; but let WriteTimeout cover sending
+// the largest body stored. go-redis reconnects by itself, so caching resumes
+// when Redis is back (within about a second: after repeated failed dials
+// its pool probes once a second).
+package redisstore

@@ -1,0 +1,148 @@
+package redisstore
+
+import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/etagcache/etagcache"
+)
+
+const (
+	// recordVersion is the first byte of every header record.
+	recordVersion = 1
+	digestLen     = sha256.Size
+	checksumLen   = 4
+	// recordHead is what precedes the encoded metadata: version, body
+	// digest, body length.
+	recordHead = 1 + digestLen + 8
+
+	// keyDomain is hashed in front of every resource key, so the digests
+	// are specific to this store and to this version of its layout.
+	keyDomain = "etagcache/redisstore/1\x00"
+)
+
+// castagnoli is the CRC-32C table (computed in hardware on common CPUs).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// headerKey returns the Redis key of the hash holding the header records of
+// resource key: the prefix, then a digest of the key in a hash tag, so that
+// every record of the resource is on one Cluster slot. 128 bits of SHA-256
+// keep the key short and collisions out of reach.
+func headerKey(prefix, key string) string {
+	h := sha256.New()
+	h.Write([]byte(keyDomain))
+	h.Write([]byte(key))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	b := make([]byte, 0, len(prefix)+2+32+3)
+	b = append(b, prefix...)
+	b = append(b, '{')
+	b = hex.AppendEncode(b, sum[:16])
+	b = append(b, "}:h"...)
+	return string(b)
+}
+
+// bodyKey returns the Redis key of the body with SHA-256 d.
+func bodyKey(prefix string, d [digestLen]byte) string {
+	b := make([]byte, 0, len(prefix)+2+2*digestLen)
+	b = append(b, prefix...)
+	b = append(b, "b:"...)
+	b = hex.AppendEncode(b, d[:])
+	return string(b)
+}
+
+// record is a decoded header record.
+type record struct {
+	digest  [digestLen]byte
+	bodyLen uint64
+	entry   *etagcache.Entry // Body is not set
+}
+
+// encodeRecord returns the header record of an entry whose body has SHA-256
+// digest and length n, with metadata meta (etagcache.EncodeEntryMeta).
+func encodeRecord(digest [digestLen]byte, n int, meta []byte) []byte {
+	b := make([]byte, 0, recordHead+len(meta)+checksumLen)
+	b = append(b, recordVersion)
+	b = append(b, digest[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(n))
+	b = append(b, meta...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+var errCorrupt = errors.New("redisstore: corrupt header record")
+
+// decodeRecord parses a header record. The entry's fields may alias b.
+func decodeRecord(b []byte) (record, error) {
+	var r record
+	if len(b) < recordHead+checksumLen {
+		return r, fmt.Errorf("%w: %d bytes", errCorrupt, len(b))
+	}
+	n := len(b) - checksumLen
+	if binary.BigEndian.Uint32(b[n:]) != crc32.Checksum(b[:n], castagnoli) {
+		return r, fmt.Errorf("%w: checksum mismatch", errCorrupt)
+	}
+	if b[0] != recordVersion {
+		return r, fmt.Errorf("%w: unknown version %d", errCorrupt, b[0])
+	}
+	copy(r.digest[:], b[1:1+digestLen])
+	r.bodyLen = binary.BigEndian.Uint64(b[1+digestLen : recordHead])
+	e, err := etagcache.DecodeEntry(b[recordHead:n])
+	if err != nil {
+		return r, fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	if len(e.Body) != 0 {
+		return r, fmt.Errorf("%w: body inside the metadata", errCorrupt)
+	}
+	r.entry = e
+	return r, nil
+}
+
+// sha1Hex names a record's exact bytes for the compare-and-set scripts, the
+// way Lua's redis.sha1hex does. It identifies, it does not protect.
+func sha1Hex(b []byte) string {
+	sum := sha1.Sum(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// The scripts touch only KEYS[1], the resource's hash, so they run on one
+// Cluster slot. Each compares the record it replaces or removes with what
+// the caller read, by SHA-1 of its bytes, so nothing written meanwhile by
+// another worker is lost.
+var (
+	// putScript: HSET KEYS[1] ARGV[1] ARGV[2]; PEXPIRE KEYS[1] ARGV[3] when > 0.
+	putScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1`)
+
+	// swapScript replaces field ARGV[1] by ARGV[3] only if its value has
+	// SHA-1 ARGV[2]; PEXPIRE KEYS[1] ARGV[4] when > 0. Returns 1 if it did.
+	swapScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1`)
+
+	// readScript returns field ARGV[1] of KEYS[1] and the hash's PTTL, or
+	// nil when there is no such field.
+	readScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return false end
+return {v, redis.call('PTTL', KEYS[1])}`)
+
+	// dropScript removes field ARGV[1] only if its value has SHA-1 ARGV[2].
+	dropScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])`)
+)
