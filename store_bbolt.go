@@ -1,116 +1,198 @@
 package etagcache
 
 import (
-	"bytes"
-	"cmp"
 	"container/list"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 var (
 	// ErrStoreClosed is wrapped by the error of every BoltStore method called
 	// after Close.
 	ErrStoreClosed = errors.New("etagcache: store is closed")
-	// ErrStoreLocked is wrapped by the error of OpenBoltStore when another
-	// process, or another open BoltStore of this process, holds the file and
-	// does not release it within the lock timeout.
+	// ErrStoreLocked is wrapped by the error of a BoltStore operation that
+	// waited longer than the lock timeout for other processes to let go of
+	// the file.
 	ErrStoreLocked = errors.New("etagcache: store file is in use")
 	// ErrIncompatibleFile is wrapped by the error of OpenBoltStore when the
-	// file exists but cannot be used as a store: it is not a bbolt database,
-	// it is a bbolt database of another program, or it was written with a
-	// schema version this code does not know. The file is left untouched.
+	// file exists but is not an etagcache store: not a bbolt database, a
+	// bbolt database of another program, or a store of a schema version this
+	// code does not know. Without WithBoltRecover the file is left untouched.
 	ErrIncompatibleFile = errors.New("etagcache: file is not a usable etagcache store")
+	// ErrCorruptFile is wrapped by the error of OpenBoltStore, or of an
+	// operation, when the file is a damaged bbolt database: a bad meta page,
+	// a length cut short, or a structure bbolt fails on. Without
+	// WithBoltRecover the file is left untouched.
+	ErrCorruptFile = errors.New("etagcache: store file is damaged")
 )
 
 const (
 	defaultBoltMaxBytes    = 1 << 30
-	defaultBoltLockTimeout = time.Second
+	defaultBoltLockTimeout = 5 * time.Second
 	defaultBoltCache       = 64 << 20
+	// boltPendingMax bounds the body bytes of Puts waiting to be written;
+	// a Put beyond it writes synchronously.
+	boltPendingMax = 16 << 20
+	// boltGroupDelay is how long a queued Put waits for others to be
+	// written with it.
+	boltGroupDelay = 2 * time.Millisecond
+	// boltSyncEvery is how often written data is flushed to the disk.
+	boltSyncEvery = time.Second
 )
 
 type boltConfig struct {
 	maxBytes    int64
 	lockTimeout time.Duration
 	cache       int64
+	recover     bool
+	log         *slog.Logger
 }
 
 // BoltOption configures OpenBoltStore.
 type BoltOption func(*boltConfig)
 
-// WithBoltMaxBytes bounds the bytes the store keeps: the sum over entries of
-// body, encoded metadata and record keys. When a Put or UpdateHeader would
-// pass it, the least recently used entries are removed in the same
-// transaction; an entry larger than the bound on its own is not kept. n <= 0
-// means no bound. The default is 1 GiB. The file itself can be larger than
-// the bound (page granularity, free pages) and never shrinks.
+// WithBoltMaxBytes bounds the bytes the store keeps: the sum over entries
+// of the keys and values of their bbolt records (body, encoded metadata,
+// 65-byte record keys, 77-byte chunk keys) plus 16 bytes per record. When a
+// write would pass it, the least recently used entries are removed in the
+// same transaction; an entry larger than the bound on its own is not kept.
+// The file is kept within 1.25 times the bound (plus a few pages): freed
+// pages are reused, and a file that grows past 1.2 times the bound is
+// compacted. n <= 0 means no bound. The default is 1 GiB.
 func WithBoltMaxBytes(n int64) BoltOption {
 	return func(c *boltConfig) { c.maxBytes = n }
 }
 
-// WithBoltLockTimeout sets how long OpenBoltStore waits for a file held by
-// someone else before failing with ErrStoreLocked. d <= 0 means a single
-// attempt. The default is one second.
+// WithBoltLockTimeout sets how long one operation waits for other processes
+// using the file before failing with ErrStoreLocked. Operations hold the
+// file for a single short transaction, so waits are normally well under a
+// millisecond. The default is five seconds.
 func WithBoltLockTimeout(d time.Duration) BoltOption {
 	return func(c *boltConfig) { c.lockTimeout = d }
 }
 
 // WithBoltCache sets how many bytes of recently used entries the store keeps
 // decoded in memory, so that serving one again needs neither a read of the
-// file nor a copy of its body. The cache is kept up to date by every write
-// and never disagrees with the file. n <= 0 turns it off. The default is
-// 64 MiB.
+// file nor a copy of its body. Written entries are kept too. The cache is
+// checked against the file's generation (see BoltStore) before each use and
+// never serves an entry another process has replaced. n <= 0 turns it off.
+// The default is 64 MiB.
 func WithBoltCache(n int64) BoltOption {
 	return func(c *boltConfig) { c.cache = n }
 }
 
+// WithBoltRecover makes the store set a damaged or foreign file aside, by
+// renaming it to path+".corrupt-<UTC time>", and carry on with a new, empty
+// one, logging one warning that says so. Without it (the default), such a
+// file is an error wrapping ErrCorruptFile or ErrIncompatibleFile and is
+// left untouched.
+func WithBoltRecover(on bool) BoltOption {
+	return func(c *boltConfig) { c.recover = on }
+}
+
+// WithBoltLogger sets where the store logs what callers cannot see in a
+// returned error: a file set aside, a write-behind that failed. The default
+// is slog.Default().
+func WithBoltLogger(l *slog.Logger) BoltOption {
+	return func(c *boltConfig) { c.log = l }
+}
+
 // BoltStore is a Store and HeaderUpdater that keeps entries in a bbolt
-// database file. The metadata and the body of an entry are separate records
-// written in one transaction: UpdateHeader rewrites only the metadata, and a
-// crash never leaves a torn entry. A Get writes nothing: the recency behind
-// the LRU size bound is kept in memory and written to the file by Put,
-// UpdateHeader and Close. A record that fails to decode is removed and
-// reported as a miss. Only one BoltStore, in any process, can have a file
-// open at a time. A BoltStore is safe for concurrent use.
+// database file, which several processes can use at once.
+//
+// Every operation opens the file, runs one short transaction and closes it
+// again, under a lock on the side file path+".lock" (shared to read,
+// exclusive to write); so processes take turns per operation, not per
+// lifetime. The side file also holds a generation counter that every write
+// increments: while it is unchanged, a process answers from what it already
+// knows (its index of the keys in the file, its entry cache) without
+// opening the file at all.
+//
+// Put is write-behind: it returns at once, and the entry is written, with
+// any others waiting, by a background goroutine in one transaction; until
+// then Get serves it from memory. Commits are not synced one by one: the
+// file is synced at most a second after a write and at Close. A crash of
+// the process loses nothing that was committed; a crash of the machine may
+// lose the last second of writes, or damage the file, which the next open
+// detects. UpdateHeader and Delete are synchronous.
+//
+// The metadata and the body of an entry carry CRC-32C checksums verified on
+// every read from the file: an entry that fails is removed and reported by
+// Get as an error wrapping ErrCorruptEntry (the transport logs it, counts
+// it in Stats.StoreErrors, and fetches the resource again). A Get writes
+// nothing: the recency behind the LRU size bound is kept in memory and
+// written with the next write. A BoltStore is safe for concurrent use.
 type BoltStore struct {
-	db       *bolt.DB
-	path     string
-	maxBytes int64
+	path, lockPath string
+	cfg            boltConfig
+	allocSize      int
+	genFile        *os.File // the lock file, only ever read (never locked) through it
 
 	closeMu sync.RWMutex // shared by every method, exclusive in Close
 	closed  bool
-	wmu     sync.Mutex // serialises write transactions with index changes
+	wmu     sync.Mutex // one write transaction of this process at a time
 
-	mu    sync.Mutex // guards the index below
+	// The database handle kept between operations (see session): used
+	// shared by read sessions, exclusively by write sessions.
+	hmu         sync.RWMutex
+	handle      *bolt.DB
+	handleFile  os.FileInfo // the file it has open
+	handleGen   uint64      // the generation it is current for
+	handleStale bool        // the file was replaced (compacted): drop it
+	closeWrite  bool        // Close's commit: write the recency of reads even alone; guarded by wmu
+
+	mu       sync.Mutex // guards everything below
+	idx      boltIndex
+	pending  map[string]*boltPending // Puts not yet committed, by record key
+	pendSize int64
+	pendSeq  uint64
+	used     map[string]int64 // uses since the last write, by record key
+	broken   error            // a damaged file, when recovery is off
+
+	kick    chan struct{} // wakes the writer goroutine
+	closing chan struct{} // closed when Close begins
+	stopped chan struct{} // closed when it has exited
+
+	dirty    atomic.Bool  // commits not yet synced to the disk
+	writeTxs atomic.Int64 // committed write transactions
+	pageHits atomic.Int64 // bytes of pages bbolt allocated for writes, summed over sessions
+	writeOps atomic.Int64 // bbolt's write calls, summed over sessions
+	maxWait  atomic.Int64 // longest wait for the lock, in ns
+	cache    *entryCache
+}
+
+// boltIndex is what a process knows of the file's entries as of a
+// generation: their sizes and last use, for the size bound, and which
+// record keys exist, so that a miss needs no read of the file.
+type boltIndex struct {
+	valid bool
+	gen   uint64
 	size  int64
 	lru   *list.List // of *boltItem, most recently used at the front
 	items map[string]*list.Element
-
-	writeTxs atomic.Int64 // committed write transactions
-
-	cache *entryCache
 }
 
-// boltItem is the index entry of one stored entry.
 type boltItem struct {
-	rk           string // record key
-	size         int64
-	used, stored int64 // last use, in memory and as recorded in the file (Unix ns)
+	rk   string
+	size int64
+	used int64
+}
 
-	// What a write stored, for the entry cache: the entry, or with
-	// headerOnly its new metadata.
-	entry      *Entry
-	headerOnly bool
+type boltPending struct {
+	e   *Entry
+	seq uint64
+	at  int64 // when Put was called: the entry's first use
 }
 
 var (
@@ -118,13 +200,13 @@ var (
 	_ HeaderUpdater = (*BoltStore)(nil)
 )
 
-// OpenBoltStore opens the store file at path, creating it (mode 0600) and
-// any missing parent directories (mode 0700). An existing file is checked
-// read-only first: if it is not an etagcache store of a known schema
-// version, the error wraps ErrIncompatibleFile and names the path, and the
-// file is not modified. An empty file or empty bbolt database is made into a
-// store. If the file stays held by another opener for the lock timeout, the
-// error wraps ErrStoreLocked. Records found inconsistent are removed.
+// OpenBoltStore opens the store file at path, creating it (mode 0600), its
+// lock file path+".lock" and any missing parent directories (mode 0700). An
+// existing file is checked before bbolt maps it: a damaged or foreign file
+// is refused with an error wrapping ErrCorruptFile or ErrIncompatibleFile,
+// or, with WithBoltRecover, set aside and replaced by an empty store. A
+// location that cannot be written is an error that says so. Records found
+// inconsistent are removed.
 func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 	cfg := boltConfig{maxBytes: defaultBoltMaxBytes, lockTimeout: defaultBoltLockTimeout, cache: defaultBoltCache}
 	for _, o := range opts {
@@ -133,235 +215,114 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 	if cfg.maxBytes <= 0 {
 		cfg.maxBytes = 1<<63 - 1
 	}
+	if cfg.log == nil {
+		cfg.log = slog.Default()
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, boltPathError(path, err)
+	}
+	genFile, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, boltPathError(path, err)
+	}
+	s := &BoltStore{
+		path: path, lockPath: path + ".lock", cfg: cfg, genFile: genFile,
+		allocSize: int(min(max(cfg.maxBytes/64, 64<<10), 16<<20)),
+		pending:   make(map[string]*boltPending), used: make(map[string]int64),
+		kick: make(chan struct{}, 1), stopped: make(chan struct{}), closing: make(chan struct{}),
+		cache: newEntryCache(cfg.cache),
+	}
+	if err := s.openFile(context.Background()); err != nil {
+		s.hmu.Lock()
+		s.dropHandle()
+		s.hmu.Unlock()
+		genFile.Close()
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return nil, boltPathError(path, err)
+		}
 		return nil, fmt.Errorf("etagcache: open %s: %w", path, err)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-		db, err := openBolt(path, cfg.lockTimeout, true)
-		if err != nil {
-			return nil, err
-		}
-		err = db.View(func(tx *bolt.Tx) error { _, err := checkBoltSchema(tx, path); return err })
-		if err = errors.Join(err, db.Close()); err != nil {
-			return nil, err
-		}
-	}
-	db, err := openBolt(path, cfg.lockTimeout, false)
-	if err != nil {
-		return nil, err
-	}
-	s := &BoltStore{db: db, path: path, maxBytes: cfg.maxBytes, lru: list.New(), items: make(map[string]*list.Element),
-		cache: newEntryCache(cfg.cache)}
-	if err := s.load(); err != nil {
-		db.Close()
-		return nil, err
-	}
+	go s.writer()
 	return s, nil
 }
 
-func openBolt(path string, timeout time.Duration, readOnly bool) (*bolt.DB, error) {
-	t := max(timeout, time.Nanosecond) // bbolt waits forever on 0; 1ns is one attempt
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: t, ReadOnly: readOnly, FreelistType: bolt.FreelistMapType})
-	switch {
-	case err == nil:
-		return db, nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("%w: %s is held by another process or handle (waited %v)", ErrStoreLocked, path, max(timeout, 0))
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("%w: %s is not a bbolt database (%v); left untouched", ErrIncompatibleFile, path, err)
-	}
-	return nil, fmt.Errorf("etagcache: open %s: %w", path, err)
+// boltPathError explains an error creating the store's folder or files:
+// not allowed, a read-only file system, a file where a folder should be.
+func boltPathError(path string, err error) error {
+	return fmt.Errorf("etagcache: cannot create the cache at %s: %w; choose a writable location (such as one under os.UserCacheDir()) or make its folder writable", path, err)
 }
 
-// Get implements Store. An entry in the memory cache (WithBoltCache) is
-// served from there; otherwise it is copied out of the file, body included,
-// and cached. Get writes nothing to the file unless it finds a record to
-// remove.
+// Get implements Store. An entry waiting to be written, or in the memory
+// cache (WithBoltCache) while the file's generation is unchanged, is served
+// from memory; a key the index knows is absent is a miss without reading
+// the file. Otherwise the entry is copied out of the file, checksums
+// verified, and cached. Get writes nothing to the file unless it finds a
+// damaged record to remove.
 func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rk := boltRecordKey(key, variant)
-	var e *Entry
-	var corrupt error
 	s.closeMu.RLock()
-	err := ErrStoreClosed
-	if !s.closed {
-		var seq uint64
-		if e, seq = s.cache.get(rk); e == nil {
-			err = s.db.View(func(tx *bolt.Tx) error {
-				mv, mok := boltGet(tx.Bucket(boltMetaBucket), rk)
-				body, bok := boltGet(tx.Bucket(boltBodyBucket), rk)
-				if !mok && !bok {
-					return ErrNotFound
-				}
-				// Values are only valid inside the transaction, and decoded
-				// fields may alias their input: decode a copy.
-				if e, corrupt = parseBoltRecord(bytes.Clone(mv), mok, body, bok); corrupt == nil && len(body) > 0 {
-					e.Body = bytes.Clone(body)
-				}
-				return nil
-			})
-			if err == nil && corrupt == nil {
-				s.cache.fill(string(rk), e, seq)
-			}
-		} else {
-			err = nil
-		}
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return nil, ErrStoreClosed
 	}
-	s.closeMu.RUnlock()
+	rk := boltRecordKey(key, variant)
+	srk := string(rk)
+	gen := readBoltGen(s.genFile)
+	s.mu.Lock()
+	if p := s.pending[srk]; p != nil {
+		s.mu.Unlock()
+		s.touch(srk)
+		return p.e, nil
+	}
+	broken := s.broken
+	_, known := s.idx.items[srk]
+	absent := s.idx.valid && s.idx.gen == gen && !known
+	s.mu.Unlock()
+	if broken != nil {
+		return nil, broken
+	}
+	if e := s.cache.get(srk, gen); e != nil {
+		s.touch(srk)
+		return e, nil
+	}
+	if absent {
+		return nil, ErrNotFound
+	}
+	e, err := s.readEntry(ctx, rk)
+	if errors.Is(err, ErrCorruptEntry) {
+		if derr := s.removeDamaged(ctx, rk); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return nil, fmt.Errorf("etagcache: bolt store: %w (removed)", err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if corrupt != nil {
-		return nil, s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
-			_, _, removed, err := checkBoltRecord(tx, rk)
-			return nil, removed, cmp.Or(err, ErrNotFound) // replaced meanwhile: still a miss
-		})
-	}
-	s.mu.Lock()
-	if el, ok := s.items[string(rk)]; ok {
-		el.Value.(*boltItem).used = time.Now().UnixNano()
-		s.lru.MoveToFront(el)
-	}
-	s.mu.Unlock()
+	s.touch(srk)
 	return e, nil
 }
 
-// Put implements Store. Metadata and body are written in one transaction,
-// which also removes least recently used entries if the size bound needs it.
+// touch records a use of rk, written to the file with the next write.
+func (s *BoltStore) touch(rk string) {
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.idx.items[rk]; ok {
+		el.Value.(*boltItem).used = now
+		s.idx.lru.MoveToFront(el)
+	}
+	s.used[rk] = max(s.used[rk], now)
+}
+
+// Put implements Store. The entry is queued and written by a background
+// goroutine about 2 ms later (with every other entry queued meanwhile, in
+// one transaction);
+// Get serves it from the queue until then. When more than 16 MiB of bodies
+// are waiting, or the body itself is larger, Put writes synchronously. A
+// write-behind that fails is logged. The store keeps e, never a copy of it.
 func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) error {
-	rk := boltRecordKey(key, variant)
-	now := time.Now().UnixNano()
-	mv := appendBoltMeta(now, len(e.Body), EncodeEntryMeta(e))
-	it := &boltItem{rk: string(rk), size: boltSize(rk, mv, e.Body), used: now, stored: now, entry: e}
-	err := s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
-		if it.size > s.maxBytes {
-			return nil, []string{it.rk}, deleteBoltRecord(tx, rk)
-		}
-		if err := tx.Bucket(boltMetaBucket).Put(rk, mv); err != nil {
-			return nil, nil, err
-		}
-		return it, nil, tx.Bucket(boltBodyBucket).Put(rk, e.Body)
-	})
-	return err
-}
-
-// UpdateHeader implements HeaderUpdater: only the metadata record is
-// rewritten; the body record is not touched. An entry replaced meanwhile by
-// one with other validators is left alone, and one that fails to decode is
-// removed; both are reported as ErrNotFound.
-func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *Entry) error {
-	rk := boltRecordKey(key, variant)
-	now := time.Now().UnixNano()
-	meta := EncodeEntryMeta(e)
-	return s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
-		prev, body, removed, err := checkBoltRecord(tx, rk)
-		if err != nil {
-			return nil, removed, err
-		}
-		if !prev.SameValidators(e) {
-			return nil, nil, ErrNotFound // another representation was stored meanwhile
-		}
-		mv := appendBoltMeta(now, len(body), meta)
-		it := &boltItem{rk: string(rk), size: boltSize(rk, mv, body), used: now, stored: now, entry: e, headerOnly: true}
-		if it.size > s.maxBytes {
-			return nil, []string{it.rk}, deleteBoltRecord(tx, rk)
-		}
-		return it, nil, tx.Bucket(boltMetaBucket).Put(rk, mv)
-	})
-}
-
-// Delete implements Store: every variant stored under key is removed.
-func (s *BoltStore) Delete(ctx context.Context, key string) error {
-	prefix := boltKeyPrefix(key)
-	err := s.write(ctx, func(tx *bolt.Tx) (*boltItem, []string, error) {
-		var removed []string
-		for _, name := range [][]byte{boltMetaBucket, boltBodyBucket} {
-			c := tx.Bucket(name).Cursor()
-			for k, _ := c.Seek(prefix); bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-				removed = append(removed, string(k))
-			}
-		}
-		for _, k := range removed {
-			if err := deleteBoltRecord(tx, []byte(k)); err != nil {
-				return nil, nil, err
-			}
-		}
-		if len(removed) == 0 {
-			return nil, nil, ErrNotFound
-		}
-		return nil, removed, nil
-	})
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return err
-}
-
-// Len reports the number of entries held.
-func (s *BoltStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lru.Len()
-}
-
-// Size reports the bytes accounted to the entries held (see WithBoltMaxBytes).
-func (s *BoltStore) Size() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.size
-}
-
-// Close records the last use of entries read since they were written, so
-// the LRU order survives a restart, and closes the file. It waits for calls
-// in progress. Calling it again does nothing and returns nil.
-func (s *BoltStore) Close() error {
-	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	var used []*boltItem
-	s.mu.Lock()
-	for el := s.lru.Front(); el != nil; el = el.Next() {
-		if it := el.Value.(*boltItem); it.used > it.stored {
-			used = append(used, it)
-		}
-	}
-	s.mu.Unlock()
-	var err error
-	if len(used) > 0 {
-		err = s.db.Update(func(tx *bolt.Tx) error {
-			mb := tx.Bucket(boltMetaBucket)
-			for _, it := range used {
-				if v, ok := boltGet(mb, []byte(it.rk)); ok && len(v) >= boltMetaPrefix {
-					nv := binary.BigEndian.AppendUint64(make([]byte, 0, len(v)), uint64(it.used))
-					if err := mb.Put([]byte(it.rk), append(nv, v[8:]...)); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
-	}
-	if err2 := s.db.Close(); err == nil {
-		err = err2
-	}
-	if err != nil {
-		return fmt.Errorf("etagcache: close %s: %w", s.path, err)
-	}
-	return nil
-}
-
-// write runs fn in a write transaction. fn returns the entry it stored, if
-// any, and the record keys it removed; least recently used entries are
-// evicted in the same transaction to make room for the stored entry, and
-// after the commit the index is brought up to date. If fn fails, nothing is
-// written; if it fails with ErrNotFound after removing records, they stay
-// removed and write returns ErrNotFound.
-func (s *BoltStore) write(ctx context.Context, fn func(*bolt.Tx) (*boltItem, []string, error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -370,74 +331,158 @@ func (s *BoltStore) write(ctx context.Context, fn func(*bolt.Tx) (*boltItem, []s
 	if s.closed {
 		return ErrStoreClosed
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	rk := boltRecordKey(key, variant)
+	if len(e.Body) > boltPendingMax {
+		return s.putLarge(ctx, rk, e)
+	}
+	s.mu.Lock()
+	if p := s.pending[string(rk)]; p != nil {
+		s.pendSize -= int64(len(p.e.Body))
+	}
+	s.pendSeq++
+	s.pending[string(rk)] = &boltPending{e: e, seq: s.pendSeq, at: time.Now().UnixNano()}
+	s.pendSize += int64(len(e.Body))
+	full := s.pendSize > boltPendingMax
+	s.mu.Unlock()
+	if full {
+		return s.commit(ctx, nil)
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// UpdateHeader implements HeaderUpdater: only the metadata record is
+// rewritten; the body is not touched. An entry replaced meanwhile by one
+// with other validators is left alone, and a damaged one is removed; both
+// are reported as ErrNotFound.
+func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var set *boltItem
-	var removed []string
-	var result error
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		set, removed, err = fn(tx)
-		if errors.Is(err, ErrNotFound) && len(removed) > 0 {
-			result, err = ErrNotFound, nil
-		}
-		if err != nil || set == nil {
-			return err
-		}
-		victims, err := s.evict(tx, set)
-		removed = append(removed, victims...)
-		return err
-	})
-	if errors.Is(err, ErrNotFound) {
-		return err
-	} else if err != nil {
-		return fmt.Errorf("etagcache: bolt store write: %w", err)
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrStoreClosed
 	}
-	s.writeTxs.Add(1)
-	s.cache.committed(removed, set)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, rk := range removed {
-		if el, ok := s.items[rk]; ok {
-			s.size -= el.Value.(*boltItem).size
-			s.lru.Remove(el)
-			delete(s.items, rk)
-		}
-	}
-	if set != nil && set.rk != "" {
-		if el, ok := s.items[set.rk]; ok {
-			s.size -= el.Value.(*boltItem).size
-			s.lru.Remove(el)
-		}
-		s.items[set.rk] = s.lru.PushFront(set)
-		s.size += set.size
-	}
-	return result
+	rk := boltRecordKey(key, variant)
+	return s.commit(ctx, func(w *boltWrite) error { return w.updateHeader(rk, e) })
 }
 
-// evict removes, in tx, least recently used entries other than it until it
-// fits the size bound, and returns their record keys.
-func (s *BoltStore) evict(tx *bolt.Tx, it *boltItem) ([]string, error) {
-	s.mu.Lock()
-	total := s.size + it.size
-	if el, ok := s.items[it.rk]; ok {
-		total -= el.Value.(*boltItem).size
+// Delete implements Store: every variant stored under key is removed.
+func (s *BoltStore) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	var victims []string
-	for el := s.lru.Back(); el != nil && total > s.maxBytes; el = el.Prev() {
-		if v := el.Value.(*boltItem); v.rk != it.rk {
-			victims = append(victims, v.rk)
-			total -= v.size
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrStoreClosed
+	}
+	prefix := boltKeyPrefix(key)
+	err := s.commit(ctx, func(w *boltWrite) error { return w.deletePrefix(prefix) })
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Len reports the number of entries held, as this process last saw the
+// file, plus those waiting to be written.
+func (s *BoltStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.idx.lru.Len()
+	for rk := range s.pending {
+		if _, ok := s.idx.items[rk]; !ok {
+			n++
 		}
+	}
+	return n
+}
+
+// Size reports the bytes accounted to the entries held (see
+// WithBoltMaxBytes), as this process last saw the file.
+func (s *BoltStore) Size() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.idx.size
+}
+
+// Close writes the entries still waiting and the recency of entries read
+// since the last write, syncs the file to disk, and stops the background
+// writer. It waits for calls in progress. Calling it again does nothing and
+// returns nil.
+func (s *BoltStore) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	close(s.kick)
+	s.closeMu.Unlock()
+	<-s.stopped
+	s.wmu.Lock()
+	s.closeWrite = true
+	s.wmu.Unlock()
+	err := s.commit(context.Background(), nil)
+	if errors.Is(err, ErrNotFound) {
+		err = nil
+	}
+	if serr := s.syncFile(); err == nil { // outside the lock: other processes need not wait for the disk
+		err = serr
+	}
+	s.mu.Lock()
+	if s.broken != nil {
+		err = nil // already reported by every call
 	}
 	s.mu.Unlock()
-	for _, rk := range victims {
-		if err := deleteBoltRecord(tx, []byte(rk)); err != nil {
-			return nil, err
+	s.hmu.Lock()
+	s.dropHandle()
+	s.hmu.Unlock()
+	if cerr := s.genFile.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("etagcache: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// writer is the background goroutine that writes queued Puts and, once a
+// second, syncs what was written to the disk.
+func (s *BoltStore) writer() {
+	defer close(s.stopped)
+	tick := time.NewTicker(boltSyncEvery)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case _, ok := <-s.kick:
+			if !ok {
+				return
+			}
+			// Let Puts that follow close behind join this transaction:
+			// one commit for many is what makes a miss cheap.
+			wait := time.NewTimer(boltGroupDelay)
+			select {
+			case <-wait.C:
+			case <-s.closing:
+				wait.Stop()
+			}
+			err := s.commit(context.Background(), nil)
+			if err != nil && !errors.Is(err, ErrNotFound) && (last == nil || err.Error() != last.Error()) {
+				s.cfg.log.Warn("etagcache: writing cached entries failed; they were dropped", "path", s.path, "err", err)
+			}
+			last = err // the same failure again is not news
+		case <-tick.C:
+			if err := s.syncFile(); err != nil {
+				s.cfg.log.Warn("etagcache: syncing the cache file failed", "path", s.path, "err", err)
+			}
 		}
 	}
-	return victims, nil
 }

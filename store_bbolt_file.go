@@ -2,129 +2,115 @@ package etagcache
 
 import (
 	"bytes"
-	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"slices"
+	"hash/crc32"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
-// The layout of a BoltStore file, schema version 1:
+// The layout of a BoltStore file, schema version 2:
 //
-//	bucket "etagcache": "version" → uint64 big-endian (the schema marker)
-//	bucket "meta":      record key → last use | body length | EncodeEntryMeta
-//	bucket "body":      record key → body
+//	bucket "etagcache": "version" → uint64 big-endian (the schema marker),
+//	                    "large:" | record key | body id → "" (see putLarge)
+//	bucket "meta":      record key → meta record
+//	bucket "body":      record key | body id → bucket: chunk number → chunk
 //
 // A record key is SHA-256(key) | 0x00 | SHA-256(variant), 65 bytes whatever
 // the length of key and variant, so all variants of a key share a prefix.
-// Last use is int64 Unix nanoseconds and body length uint64, big-endian.
-// Any change to this layout must change boltSchemaVersion.
+// A meta record is
+//
+//	CRC-32C of the rest | last use (int64 Unix ns) | body length (uint64) |
+//	CRC-32C of the body | body id (uint64) | EncodeEntryMeta
+//
+// all big-endian. The body is cut into chunks of at most boltChunk bytes
+// (none for an empty body), numbered from 0 (uint32 big-endian) in a bucket
+// of their own, named by the record key and the body id, a random number
+// drawn for each body written: a body is only ever written under a fresh
+// id, and the meta record that names it is written last, so a reader never
+// sees a meta record with another body's chunks. A bucket per body keeps
+// the large chunks of one body out of the pages of others: bbolt rewrites
+// a whole leaf page, values included, when it inserts a key into it. The checksums are verified on
+// every read: a record that fails is a miss and is removed.
+//
+// Any change to this layout must change boltSchemaVersion. Files of version
+// 1 (no checksums) are emptied and upgraded when opened.
 var (
 	boltSchemaBucket = []byte("etagcache")
 	boltVersionKey   = []byte("version")
 	boltMetaBucket   = []byte("meta")
 	boltBodyBucket   = []byte("body")
+	// boltLargeMark | record key | body id, in the schema bucket, marks the
+	// chunks of a large body being written in several transactions.
+	boltLargeMark = []byte("large:")
 )
 
 const (
-	boltSchemaVersion = 1
-	boltMetaPrefix    = 16
+	boltSchemaVersion = 2
+	boltMetaPrefix    = 4 + 8 + 8 + 4 + 8
+	boltRecordKeyLen  = 2*sha256.Size + 1
+	boltBodyKeyLen    = boltRecordKeyLen + 8
+	boltChunk         = 1 << 20
 )
 
-// checkBoltSchema reports whether the database is empty (and may be made a
-// store), or an error if it is not a store of the known schema version.
-func checkBoltSchema(tx *bolt.Tx, path string) (empty bool, err error) {
-	sb := tx.Bucket(boltSchemaBucket)
-	if sb == nil {
-		if k, _ := tx.Cursor().First(); k != nil {
-			return false, fmt.Errorf("%w: %s is a bbolt database of another program (no %q bucket); left untouched", ErrIncompatibleFile, path, boltSchemaBucket)
-		}
-		return true, nil
-	}
-	v := sb.Get(boltVersionKey)
-	if len(v) != 8 {
-		return false, fmt.Errorf("%w: %s has no readable schema version; left untouched", ErrIncompatibleFile, path)
-	}
-	if n := binary.BigEndian.Uint64(v); n != boltSchemaVersion {
-		return false, fmt.Errorf("%w: %s has schema version %d, this etagcache supports version %d; left untouched", ErrIncompatibleFile, path, n, boltSchemaVersion)
-	}
-	return false, nil
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// boltMetaRecord is a decoded meta record (entry metadata still encoded).
+type boltMetaRecord struct {
+	used    int64
+	bodyLen uint64
+	bodyCRC uint32
+	bodyID  uint64
+	meta    []byte // EncodeEntryMeta
 }
 
-func createBoltSchema(tx *bolt.Tx) error {
-	sb, err := tx.CreateBucketIfNotExists(boltSchemaBucket)
-	if err == nil && sb.Get(boltVersionKey) == nil {
-		err = sb.Put(boltVersionKey, binary.BigEndian.AppendUint64(nil, boltSchemaVersion))
-	}
-	for _, name := range [][]byte{boltMetaBucket, boltBodyBucket} {
-		if err == nil {
-			_, err = tx.CreateBucketIfNotExists(name)
-		}
-	}
-	return err
+func (m *boltMetaRecord) append(b []byte) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.used))
+	b = binary.BigEndian.AppendUint64(b, m.bodyLen)
+	b = binary.BigEndian.AppendUint32(b, m.bodyCRC)
+	b = binary.BigEndian.AppendUint64(b, m.bodyID)
+	b = append(b, m.meta...)
+	binary.BigEndian.PutUint32(b[start:], crc32.Checksum(b[start+4:], castagnoli))
+	return b
 }
 
-// load makes an empty database a store, builds the index from the meta
-// records, and removes records that do not pair up and entries beyond the
-// size bound. It writes nothing if there is nothing to change.
-func (s *BoltStore) load() error {
-	var items []*boltItem
-	var bad [][]byte
-	var create bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		empty, err := checkBoltSchema(tx, s.path)
-		mb, bb := tx.Bucket(boltMetaBucket), tx.Bucket(boltBodyBucket)
-		if create = empty || mb == nil || bb == nil; err != nil || create {
-			return err
-		}
-		c := mb.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			used, blen, ok := parseBoltMeta(v)
-			if body, found := boltGet(bb, k); ok && found && uint64(len(body)) == blen {
-				items = append(items, &boltItem{rk: string(k), size: boltSize(k, v, body), used: used, stored: used})
-			} else {
-				bad = append(bad, bytes.Clone(k))
-			}
-		}
-		c = bb.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if _, found := boltGet(mb, k); !found {
-				bad = append(bad, bytes.Clone(k))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+func (m *boltMetaRecord) bytes() []byte {
+	return m.append(make([]byte, 0, boltMetaPrefix+len(m.meta)))
+}
+
+// chunks is the number of body chunks.
+func (m *boltMetaRecord) chunks() uint64 { return (m.bodyLen + boltChunk - 1) / boltChunk }
+
+// parseBoltMetaRecord checks the record's checksum and splits it; meta
+// aliases v.
+func parseBoltMetaRecord(v []byte) (boltMetaRecord, error) {
+	if len(v) < boltMetaPrefix {
+		return boltMetaRecord{}, fmt.Errorf("%w: meta record of %d bytes", ErrCorruptEntry, len(v))
 	}
-	slices.SortFunc(items, func(a, b *boltItem) int { return cmp.Compare(a.used, b.used) })
-	for _, it := range items {
-		s.items[it.rk] = s.lru.PushFront(it)
-		s.size += it.size
+	if crc32.Checksum(v[4:], castagnoli) != binary.BigEndian.Uint32(v) {
+		return boltMetaRecord{}, fmt.Errorf("%w: meta record fails its checksum", ErrCorruptEntry)
 	}
-	if !create && len(bad) == 0 && s.size <= s.maxBytes {
-		return nil
-	}
-	err = s.write(context.Background(), func(tx *bolt.Tx) (*boltItem, []string, error) {
-		if err := createBoltSchema(tx); err != nil {
-			return nil, nil, err
-		}
-		removed := make([]string, len(bad))
-		for i, k := range bad {
-			removed[i] = string(k)
-			if err := deleteBoltRecord(tx, k); err != nil {
-				return nil, nil, err
-			}
-		}
-		return &boltItem{}, removed, nil // an empty item: evict down to the bound
-	})
-	if err != nil {
-		return fmt.Errorf("etagcache: open %s: %w", s.path, err)
-	}
-	return nil
+	return boltMetaRecord{
+		used:    int64(binary.BigEndian.Uint64(v[4:])),
+		bodyLen: binary.BigEndian.Uint64(v[12:]),
+		bodyCRC: binary.BigEndian.Uint32(v[20:]),
+		bodyID:  binary.BigEndian.Uint64(v[24:]),
+		meta:    v[boltMetaPrefix:],
+	}, nil
+}
+
+// boltSize is what an entry counts against the size bound: the bytes of
+// its records, keys and values, as bbolt stores them, plus bbolt's
+// per-element header (16 bytes) for each, and the header of the body's
+// bucket.
+func boltSize(m *boltMetaRecord) int64 {
+	n := int64(m.chunks())
+	return boltRecordKeyLen + int64(boltMetaPrefix+len(m.meta)) + 16 + boltBodyKeyLen + 16 + 16 + int64(m.bodyLen) + n*(4+16)
 }
 
 func boltKeyPrefix(key string) []byte {
@@ -137,8 +123,11 @@ func boltRecordKey(key, variant string) []byte {
 	return append(boltKeyPrefix(key), h[:]...)
 }
 
-// boltSize is what an entry counts against the size bound.
-func boltSize(rk, mv, body []byte) int64 { return int64(2*len(rk) + len(mv) + len(body)) }
+func boltBodyKey(rk []byte, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, boltBodyKeyLen), rk...), id)
+}
+
+func boltChunkKey(i uint64) []byte { return binary.BigEndian.AppendUint32(nil, uint32(i)) }
 
 // boltGet tells a missing key from an empty value, which Bucket.Get does not.
 func boltGet(b *bolt.Bucket, k []byte) ([]byte, bool) {
@@ -146,57 +135,165 @@ func boltGet(b *bolt.Bucket, k []byte) ([]byte, bool) {
 	return v, bytes.Equal(ck, k)
 }
 
+// deleteBoltRecord removes the meta record of rk and every body stored
+// under rk, whatever its body id.
 func deleteBoltRecord(tx *bolt.Tx, rk []byte) error {
 	if err := tx.Bucket(boltMetaBucket).Delete(rk); err != nil {
 		return err
 	}
-	return tx.Bucket(boltBodyBucket).Delete(rk)
+	return deleteBoltBodies(tx, rk, nil)
 }
 
-func appendBoltMeta(used int64, bodyLen int, meta []byte) []byte {
-	b := make([]byte, 0, boltMetaPrefix+len(meta))
-	b = binary.BigEndian.AppendUint64(b, uint64(used))
-	b = binary.BigEndian.AppendUint64(b, uint64(bodyLen))
-	return append(b, meta...)
-}
-
-func parseBoltMeta(v []byte) (used int64, bodyLen uint64, ok bool) {
-	if len(v) < boltMetaPrefix {
-		return 0, 0, false
+// deleteBoltBodies removes the bodies whose key starts with prefix, but
+// for keep.
+func deleteBoltBodies(tx *bolt.Tx, prefix, keep []byte) error {
+	bb := tx.Bucket(boltBodyBucket)
+	var keys [][]byte
+	c := bb.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if !bytes.Equal(k, keep) {
+			keys = append(keys, bytes.Clone(k))
+		}
 	}
-	return int64(binary.BigEndian.Uint64(v)), binary.BigEndian.Uint64(v[8:]), true
+	for _, k := range keys {
+		err := bb.DeleteBucket(k)
+		if errors.Is(err, berrors.ErrIncompatibleValue) { // not a bucket: damaged
+			err = bb.Delete(k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// parseBoltRecord decodes a meta record (mok: it exists) and checks it
-// against its body record (bok: it exists). The entry has no body and may
-// alias mv.
-func parseBoltRecord(mv []byte, mok bool, body []byte, bok bool) (*Entry, error) {
-	_, blen, ok := parseBoltMeta(mv)
-	if !mok || !bok || !ok || blen != uint64(len(body)) {
-		return nil, fmt.Errorf("%w: meta and body records do not match", ErrCorruptEntry)
+// putBoltChunks writes body under rk and id, from chunk number first on.
+func putBoltChunks(tx *bolt.Tx, rk []byte, id uint64, body []byte, first uint64) error {
+	sub, err := tx.Bucket(boltBodyBucket).CreateBucketIfNotExists(boltBodyKey(rk, id))
+	if err != nil {
+		return err
 	}
-	e, err := DecodeEntry(mv[boltMetaPrefix:])
+	for i := first; i*boltChunk < uint64(len(body)); i++ {
+		end := min(uint64(len(body)), (i+1)*boltChunk)
+		if err := sub.Put(boltChunkKey(i), body[i*boltChunk:end]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// boltChunksThere reports whether the chunks of m's body are all there,
+// of the right lengths (their content is checked by readers).
+func boltChunksThere(tx *bolt.Tx, rk []byte, m *boltMetaRecord) bool {
+	sub := tx.Bucket(boltBodyBucket).Bucket(boltBodyKey(rk, m.bodyID))
+	for i := range m.chunks() {
+		if sub == nil || uint64(len(sub.Get(boltChunkKey(i)))) != min(m.bodyLen-i*boltChunk, boltChunk) {
+			return false
+		}
+	}
+	return true
+}
+
+// readBoltEntry reads the entry under rk: ErrNotFound, or an error wrapping
+// ErrCorruptEntry if a checksum or length does not match. The entry and its
+// body are copies, safe after the transaction. The body is copied a chunk
+// at a time, and the mapped pages it came from are dropped from this
+// process's resident memory as it goes (see dropMapped), so serving a large
+// body costs the body once.
+func readBoltEntry(tx *bolt.Tx, rk []byte, maxBody uint64) (*Entry, *boltMetaRecord, error) {
+	mv, ok := boltGet(tx.Bucket(boltMetaBucket), rk)
+	if !ok {
+		return nil, nil, ErrNotFound
+	}
+	m, err := parseBoltMetaRecord(mv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.bodyLen > maxBody {
+		return nil, nil, fmt.Errorf("%w: body length %d larger than the file", ErrCorruptEntry, m.bodyLen)
+	}
+	m.meta = bytes.Clone(m.meta)
+	e, err := DecodeEntry(m.meta)
 	if err == nil && len(e.Body) > 0 {
 		err = fmt.Errorf("%w: body in meta record", ErrCorruptEntry)
 	}
-	return e, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.bodyLen == 0 {
+		if m.bodyCRC != 0 {
+			return nil, nil, fmt.Errorf("%w: body checksum does not match", ErrCorruptEntry)
+		}
+		return e, &m, nil
+	}
+	sub := tx.Bucket(boltBodyBucket).Bucket(boltBodyKey(rk, m.bodyID))
+	if sub == nil {
+		return nil, nil, fmt.Errorf("%w: body missing", ErrCorruptEntry)
+	}
+	body := make([]byte, 0, m.bodyLen)
+	crc := uint32(0)
+	c := sub.Cursor()
+	k, v := c.First()
+	for i := range m.chunks() {
+		want := min(m.bodyLen-i*boltChunk, boltChunk)
+		if !bytes.Equal(k, boltChunkKey(i)) || uint64(len(v)) != want {
+			return nil, nil, fmt.Errorf("%w: body chunk %d missing or of the wrong length", ErrCorruptEntry, i)
+		}
+		crc = crc32.Update(crc, castagnoli, v)
+		body = append(body, v...)
+		dropMapped(v)
+		k, v = c.Next()
+	}
+	if crc != m.bodyCRC {
+		return nil, nil, fmt.Errorf("%w: body fails its checksum", ErrCorruptEntry)
+	}
+	e.Body = body
+	return e, &m, nil
 }
 
-// checkBoltRecord returns the entry under rk (its metadata, aliasing tx
-// memory) and its body if the records hold a whole entry. Otherwise it
-// returns ErrNotFound, after removing them if there were any, with the key
-// of what it removed.
-func checkBoltRecord(tx *bolt.Tx, rk []byte) (e *Entry, body []byte, removed []string, err error) {
-	mv, mok := boltGet(tx.Bucket(boltMetaBucket), rk)
-	body, bok := boltGet(tx.Bucket(boltBodyBucket), rk)
-	if !mok && !bok {
-		return nil, nil, nil, ErrNotFound
+// checkBoltSchema reports whether the database is empty or of schema
+// version 1 (and may be made a store of this version), or an error if it is
+// not a store of a known version.
+func checkBoltSchema(tx *bolt.Tx) (fresh bool, err error) {
+	sb := tx.Bucket(boltSchemaBucket)
+	if sb == nil {
+		if k, _ := tx.Cursor().First(); k != nil {
+			return false, fmt.Errorf("%w: a bbolt database of another program (no %q bucket)", ErrIncompatibleFile, boltSchemaBucket)
+		}
+		return true, nil
 	}
-	if e, err := parseBoltRecord(mv, mok, body, bok); err == nil {
-		return e, body, nil, nil
+	v := sb.Get(boltVersionKey)
+	if len(v) != 8 {
+		return false, fmt.Errorf("%w: no readable schema version", ErrCorruptFile)
 	}
-	if err := deleteBoltRecord(tx, rk); err != nil {
-		return nil, nil, nil, err
+	switch n := binary.BigEndian.Uint64(v); {
+	case n == 1:
+		return true, nil
+	case n != boltSchemaVersion:
+		return false, fmt.Errorf("%w: schema version %d, this etagcache supports version %d", ErrIncompatibleFile, n, boltSchemaVersion)
 	}
-	return nil, nil, []string{string(rk)}, ErrNotFound
+	if tx.Bucket(boltMetaBucket) == nil || tx.Bucket(boltBodyBucket) == nil {
+		return true, nil
+	}
+	return false, nil
+}
+
+// createBoltSchema makes the database an empty store of this version,
+// dropping whatever an older version stored.
+func createBoltSchema(tx *bolt.Tx) error {
+	sb, err := tx.CreateBucketIfNotExists(boltSchemaBucket)
+	if err != nil {
+		return err
+	}
+	for _, name := range [][]byte{boltMetaBucket, boltBodyBucket} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	return sb.Put(boltVersionKey, binary.BigEndian.AppendUint64(nil, boltSchemaVersion))
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -42,22 +43,37 @@ func boltChildCmd(ctx context.Context, test, role, path string, env ...string) (
 	return cmd, &stderr
 }
 
-func TestBoltStoreLockedByAnotherProcess(t *testing.T) {
+// A store file stays open in one process while another opens, reads and
+// writes it: each sees the other's entries.
+func TestBoltStoreSharedWithAnotherProcess(t *testing.T) {
+	ctx := context.Background()
 	if role, path := boltChildRole(); role == "hold" {
 		s, err := OpenBoltStore(path)
+		if err == nil {
+			err = s.Put(ctx, "child", "", boltTestEntry([]byte("from the child")))
+		}
+		if err == nil {
+			err = s.commit(ctx, nil)
+		}
 		if err != nil {
 			fmt.Println("ERROR", err)
 			return
 		}
 		fmt.Println("OPEN")
-		_, _ = io.Copy(io.Discard, os.Stdin) // hold the file until the parent closes stdin
+		_, _ = io.Copy(io.Discard, os.Stdin) // keep the store open until the parent closes stdin
+		e, err := s.Get(ctx, "parent", "")
+		if err == nil {
+			fmt.Printf("SAW %s\n", e.Body)
+		} else {
+			fmt.Println("ERROR", err)
+		}
 		fmt.Println("CLOSE", s.Close())
 		return
 	}
 	path := filepath.Join(t.TempDir(), "cache.db")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd, stderr := boltChildCmd(ctx, "TestBoltStoreLockedByAnotherProcess", "hold", path)
+	cmd, stderr := boltChildCmd(cctx, "TestBoltStoreSharedWithAnotherProcess", "hold", path)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -68,24 +84,23 @@ func TestBoltStoreLockedByAnotherProcess(t *testing.T) {
 	require.True(t, lines.Scan(), "child said nothing; stderr: %s", stderr)
 	require.Equal(t, "OPEN", lines.Text(), "stderr: %s", stderr)
 
-	start := time.Now()
-	s, err := OpenBoltStore(path, WithBoltLockTimeout(300*time.Millisecond))
-	elapsed := time.Since(start)
-	require.ErrorIs(t, err, ErrStoreLocked)
-	assert.Nil(t, s)
-	assert.Contains(t, err.Error(), "in use")
-	assert.Contains(t, err.Error(), path)
-	assert.GreaterOrEqual(t, elapsed, 240*time.Millisecond)
-	assert.Less(t, elapsed, 5*time.Second)
+	s, err := OpenBoltStore(path, WithBoltLockTimeout(100*time.Millisecond))
+	require.NoError(t, err)
+	e, err := s.Get(ctx, "child", "")
+	require.NoError(t, err)
+	assert.Equal(t, "from the child", string(e.Body))
+	require.NoError(t, s.Put(ctx, "parent", "", boltTestEntry([]byte("from the parent"))))
+	require.NoError(t, s.commit(ctx, nil))
 
 	require.NoError(t, stdin.Close())
+	require.True(t, lines.Scan())
+	assert.Equal(t, "SAW from the parent", lines.Text())
 	require.True(t, lines.Scan())
 	require.Equal(t, "CLOSE <nil>", lines.Text())
 	_, _ = io.Copy(io.Discard, stdout)
 	require.NoError(t, cmd.Wait(), "stderr: %s", stderr)
-	s, err = OpenBoltStore(path, WithBoltLockTimeout(0))
-	require.NoError(t, err)
 	require.NoError(t, s.Close())
+	assert.Less(t, boltMaxWait(s), 100*time.Millisecond)
 }
 
 // boltCrashChild writes entries in a loop until it is killed, reporting on
@@ -139,18 +154,18 @@ func checkBoltFile(t *testing.T, path string) (entries int) {
 			t.Errorf("bbolt check: %v", err)
 		}
 		mb, bb := tx.Bucket(boltMetaBucket), tx.Bucket(boltBodyBucket)
+		ids := map[string]uint64{}
 		require.NoError(t, mb.ForEach(func(k, v []byte) error {
-			body, ok := boltGet(bb, k)
-			e, err := parseBoltRecord(v, true, body, ok)
+			e, m, err := readBoltEntry(tx, k, uint64(tx.Size()))
 			require.NoError(t, err)
-			e.Body = body
 			requireWhole(t, e)
+			ids[string(k)] = m.bodyID
 			entries++
 			return nil
 		}))
 		return bb.ForEach(func(k, _ []byte) error {
-			_, ok := boltGet(mb, k)
-			assert.True(t, ok, "body without metadata")
+			id, ok := ids[string(k[:boltRecordKeyLen])]
+			assert.True(t, ok && len(k) == boltBodyKeyLen && id == binary.BigEndian.Uint64(k[boltRecordKeyLen:]), "body without metadata")
 			return nil
 		})
 	}))
@@ -164,7 +179,12 @@ func TestBoltStoreCrashNeverServesTornEntry(t *testing.T) {
 		return
 	}
 	path := filepath.Join(t.TempDir(), "cache.db")
-	for round := range 4 {
+	kills := 50
+	if raceBuild() {
+		kills = 12 // a child of a -race build takes a second to start; CI runs all 50 in a plain build
+	}
+	total := 0
+	for round := range kills {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		cmd, stderr := boltChildCmd(ctx, "TestBoltStoreCrashNeverServesTornEntry", "crash", path, fmt.Sprint(boltChildSeedEnv, "=", round))
 		stdout, err := cmd.StdoutPipe()
@@ -177,7 +197,7 @@ func TestBoltStoreCrashNeverServesTornEntry(t *testing.T) {
 			require.True(t, strings.HasPrefix(l, "begin ") || strings.HasPrefix(l, "wrote "), "child: %s; stderr: %s", l, stderr)
 			if strings.HasPrefix(l, "wrote ") {
 				wrote++
-			} else if wrote >= 40+20*round {
+			} else if wrote >= 3+round%7*3 {
 				break // the child has just begun a write: kill it in the middle
 			}
 		}
@@ -206,10 +226,14 @@ func TestBoltStoreCrashNeverServesTornEntry(t *testing.T) {
 			}
 		}
 		require.NoError(t, s.Close())
-		t.Logf("round %d: killed after %d writes; %d entries in the file, %d served, all whole", round, wrote, inFile, served)
+		if round%10 == 0 {
+			t.Logf("round %d: killed after %d writes; %d entries in the file, %d served, all whole", round, wrote, inFile, served)
+		}
 		require.Equal(t, inFile, served)
-		require.Greater(t, served, 0)
+		total += served
 	}
+	t.Logf("%d kills in the middle of a write: every entry served was whole (%d served in all)", kills, total)
+	require.Greater(t, total, 0)
 }
 
 // boltWrites are the write counters of a store: bytes of pages bbolt wrote
@@ -221,9 +245,8 @@ type boltWrites struct {
 }
 
 func boltWritesNow(s *BoltStore) boltWrites {
-	st := s.db.Stats().TxStats
-	w := boltWrites{commits: s.writeTxs.Load(), writeCalls: st.GetWrite()}
-	w.pageBytes = st.GetPageAlloc() + w.commits*int64(s.db.Info().PageSize)
+	w := boltWrites{commits: s.writeTxs.Load(), writeCalls: s.writeOps.Load()}
+	w.pageBytes = s.pageHits.Load() + w.commits*int64(os.Getpagesize())
 	w.wchar = procWchar()
 	return w
 }
@@ -260,6 +283,7 @@ func TestBoltStoreUpdateHeaderDoesNotRewriteBody(t *testing.T) {
 	s, path := openTestBolt(t)
 	body := randomBytes(rand.New(rand.NewPCG(1, 1)), size)
 	require.NoError(t, s.Put(ctx, "https://example.com/big", "", boltTestEntry(body)))
+	boltFlush(t, s)
 	digest := boltTestEntry(body).Header.Get("X-Body-Sha256")
 
 	size0, w0, start := fileSize(t, path), boltWritesNow(s), time.Now()
@@ -272,6 +296,7 @@ func TestBoltStoreUpdateHeaderDoesNotRewriteBody(t *testing.T) {
 	w0, start = boltWritesNow(s), time.Now()
 	for i := range 10 {
 		require.NoError(t, s.Put(ctx, "https://example.com/big", "", boltTestEntry(body, "X-Rev", strconv.Itoa(i))))
+		boltFlush(t, s)
 	}
 	put, putTime := boltWritesNow(s).sub(w0), time.Since(start)
 
@@ -301,6 +326,7 @@ func TestBoltStoreGetWritesNothing(t *testing.T) {
 	body := randomBytes(rand.New(rand.NewPCG(1, 2)), 4<<20)
 	require.NoError(t, s.Put(ctx, "big", "", boltTestEntry(body)))
 	require.NoError(t, s.Put(ctx, "small", "", boltTestEntry([]byte("small"))))
+	boltFlush(t, s)
 	fi0, err := os.Stat(path)
 	require.NoError(t, err)
 

@@ -188,7 +188,7 @@ func TestBoltStoreRefusesFilesThatAreNotStores(t *testing.T) {
 		{text, "not a bbolt database"},
 		{bigText, "not a bbolt database"},
 		{foreign, "another program"},
-		{newer, "schema version 99, this etagcache supports version 1"},
+		{newer, "schema version 99, this etagcache supports version 2"},
 	} {
 		t.Run(filepath.Base(c.path), func(t *testing.T) {
 			before, err := os.ReadFile(c.path)
@@ -218,91 +218,34 @@ func TestBoltStoreRefusesFilesThatAreNotStores(t *testing.T) {
 	}
 }
 
+// Two stores share a file; an operation that cannot get the lock file in
+// time fails with ErrStoreLocked, and the store works again once it can.
 func TestBoltStoreLockTimeout(t *testing.T) {
-	s, path := openTestBolt(t)
-	for _, d := range []time.Duration{200 * time.Millisecond, 0} {
-		start := time.Now()
-		s2, err := OpenBoltStore(path, WithBoltLockTimeout(d))
-		elapsed := time.Since(start)
-		require.ErrorIs(t, err, ErrStoreLocked)
-		assert.Nil(t, s2)
-		assert.Contains(t, err.Error(), "in use")
-		assert.Contains(t, err.Error(), path)
-		assert.GreaterOrEqual(t, elapsed, d-60*time.Millisecond) // bbolt retries every 50ms
-		assert.Less(t, elapsed, d+2*time.Second)
-	}
-	// The holder is unaffected, and once it lets go the file can be opened.
-	require.NoError(t, s.Put(context.Background(), "k", "", boltTestEntry([]byte("x"))))
-	require.NoError(t, s.Close())
-	s2, err := OpenBoltStore(path, WithBoltLockTimeout(0))
-	require.NoError(t, err)
-	require.NoError(t, s2.Close())
-}
-
-// putRaw writes a meta and body record under key and variant into the file
-// at path, bypassing the store.
-func putRaw(t *testing.T, path, key, variant string, meta, body []byte) {
-	t.Helper()
-	rk := boltRecordKey(key, variant)
-	writeBoltFile(t, path, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(boltMetaBucket).Put(rk, meta); err != nil {
-			return err
-		}
-		return tx.Bucket(boltBodyBucket).Put(rk, body)
-	})
-}
-
-func TestBoltStoreCorruptRecordsAreMissesAndRemoved(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "cache.db")
-	s, err := OpenBoltStore(path)
+	s, path := openTestBolt(t)
+	s2, err := OpenBoltStore(path, WithBoltLockTimeout(200*time.Millisecond))
+	require.NoError(t, err, "a second store on the same file")
+	defer s2.Close()
+	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("x"))))
+	boltFlush(t, s)
+	e, err := s2.Get(ctx, "k", "")
 	require.NoError(t, err)
-	require.NoError(t, s.Put(ctx, "good", "", boltTestEntry([]byte("fine"))))
-	require.NoError(t, s.Close())
+	assert.Equal(t, "x", string(e.Body))
 
-	body := []byte("hello")
-	good := appendBoltMeta(1, len(body), EncodeEntryMeta(boltTestEntry(nil)))
-	badMeta := appendBoltMeta(1, len(body), []byte("ETC\x01garbage"))
-	putRaw(t, path, "undecodable", "", badMeta, body)             // found by Get
-	putRaw(t, path, "short", "", []byte("short"), body)           // found on opening
-	putRaw(t, path, "length", "", good, []byte("hello, world"))   // body length differs
-	putRaw(t, path, "newer", "", append([]byte{}, good...), body) // patched below
-	putRaw(t, path, "withbody", "", appendBoltMeta(1, 2, EncodeEntry(boltTestEntry([]byte("xy")))), []byte("xy"))
-	writeBoltFile(t, path, func(tx *bolt.Tx) error { // entry version 2, and an orphan body
-		v := bytes.Clone(tx.Bucket(boltMetaBucket).Get(boltRecordKey("newer", "")))
-		v[boltMetaPrefix+3] = 2
-		if err := tx.Bucket(boltMetaBucket).Put(boltRecordKey("newer", ""), v); err != nil {
-			return err
-		}
-		return tx.Bucket(boltBodyBucket).Put(boltRecordKey("orphan", ""), body)
-	})
-
-	s, err = OpenBoltStore(path)
+	held, err := lockBolt(ctx, path+".lock", true, time.Second)
 	require.NoError(t, err)
-	defer s.Close()
-	for _, k := range []string{"undecodable", "short", "length", "newer", "withbody", "orphan"} {
-		_, err := s.Get(ctx, k, "")
-		require.ErrorIs(t, err, ErrNotFound, k)
-		require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
-			_, mok := boltGet(tx.Bucket(boltMetaBucket), boltRecordKey(k, ""))
-			_, bok := boltGet(tx.Bucket(boltBodyBucket), boltRecordKey(k, ""))
-			assert.False(t, mok || bok, "records of %q still in the file", k)
-			return nil
-		}))
-		require.ErrorIs(t, s.UpdateHeader(ctx, k, "", boltTestEntry(nil)), ErrNotFound, k)
-	}
-	e, err := s.Get(ctx, "good", "")
-	require.NoError(t, err)
-	assert.Equal(t, "fine", string(e.Body))
-	assert.Equal(t, 1, s.Len())
+	start := time.Now()
+	err = s2.Delete(ctx, "k")
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, ErrStoreLocked)
+	assert.Contains(t, err.Error(), "in use")
+	assert.GreaterOrEqual(t, elapsed, 200*time.Millisecond)
+	assert.Less(t, elapsed, 2*time.Second)
+	held.release()
 
-	// A record corrupted while the store is open is caught by UpdateHeader too.
-	require.NoError(t, s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(boltMetaBucket).Put(boltRecordKey("good", ""), badMeta)
-	}))
-	require.ErrorIs(t, s.UpdateHeader(ctx, "good", "", boltTestEntry(nil)), ErrNotFound)
-	assert.Equal(t, 0, s.Len())
-	assert.Equal(t, int64(0), s.Size())
+	require.NoError(t, s2.Delete(ctx, "k"))
+	_, err = s.Get(ctx, "k", "")
+	require.ErrorIs(t, err, ErrNotFound, "the other store's Delete is seen")
 }
 
 func TestBoltStoreCloseIsIdempotentAndFinal(t *testing.T) {
@@ -356,6 +299,7 @@ func TestBoltStoreEvictsLeastRecentlyUsed(t *testing.T) {
 	_, err = s.Get(ctx, "a", "") // a is now more recent than b
 	require.NoError(t, err)
 	require.NoError(t, s.Put(ctx, "d", "", boltTestEntry(body)))
+	boltFlush(t, s) // eviction happens as entries are written
 	has := func(s *BoltStore, k string) bool {
 		_, err := s.Get(ctx, k, "")
 		require.True(t, err == nil || errors.Is(err, ErrNotFound), err)
@@ -377,11 +321,13 @@ func TestBoltStoreEvictsLeastRecentlyUsed(t *testing.T) {
 		assert.True(t, has(s, k))
 	}
 	require.NoError(t, s.Put(ctx, "e", "", boltTestEntry(body)))
+	boltFlush(t, s)
 	assert.False(t, has(s, "a"), "a was least recently used before the restart")
 	assert.True(t, has(s, "c"))
 
 	// An entry larger than the bound is not kept, and replaces nothing.
 	require.NoError(t, s.Put(ctx, "huge", "", boltTestEntry(make([]byte, 40_000))))
+	boltFlush(t, s)
 	assert.False(t, has(s, "huge"))
 	assert.Equal(t, 3, s.Len())
 
@@ -442,7 +388,7 @@ func checkSelfCheckingEntry(e *Entry, key, variant string) error {
 }
 
 func TestBoltStoreConcurrentUse(t *testing.T) {
-	s, _ := openTestBolt(t, WithBoltMaxBytes(200_000)) // small, so eviction runs too
+	s, path := openTestBolt(t, WithBoltMaxBytes(200_000)) // small, so eviction runs too
 	keys, variants := []string{"k0", "k1", "k2", "k3", "k4"}, []string{"", "gzip"}
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -484,10 +430,11 @@ func TestBoltStoreConcurrentUse(t *testing.T) {
 	}
 	assert.LessOrEqual(t, s.Size(), int64(200_000))
 	var n int
-	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+	boltFlush(t, s)
+	boltView(t, path, func(tx *bolt.Tx) error {
 		n = tx.Bucket(boltMetaBucket).Stats().KeyN
 		return nil
-	}))
+	})
 	assert.Equal(t, s.Len(), n, "index and file disagree")
 }
 
@@ -544,6 +491,7 @@ func TestBoltUpdateHeaderRefusesAnotherRepresentation(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTestBolt(t)
 	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("version 1"), "Etag", `"v1"`)))
+	boltFlush(t, s)
 	writes := s.writeTxs.Load()
 	err := s.UpdateHeader(ctx, "k", "", boltTestEntry(nil, "Etag", `"v2"`, "X-New", "1"))
 	require.ErrorIs(t, err, ErrNotFound)
