@@ -80,9 +80,11 @@ func ExampleWithBoltMaxBytes() {
 	// Output: 0 entries, 0 bytes
 }
 
-// Another process holding the file makes OpenBoltStore fail with
-// ErrStoreLocked once WithBoltLockTimeout has passed; a tool can then say
-// so, or run uncached.
+// Processes take turns on the file one short transaction at a time; one
+// that keeps it busy for longer than WithBoltLockTimeout makes an operation
+// fail with ErrStoreLocked (the transport then goes to the origin), or
+// OpenBoltStore itself, which a tool can report or answer by running
+// uncached.
 func ExampleWithBoltLockTimeout() {
 	dir, _ := os.MkdirTemp("", "etagcache-example-")
 	defer os.RemoveAll(dir)

@@ -79,8 +79,9 @@ func WithBase(rt http.RoundTripper) Option {
 }
 
 // WithLogger sets where store failures are reported (at Warn level). The
-// default is slog.Default(). A nil logger discards every message: store
-// failures are then seen only in Stats().StoreErrors.
+// default, also for nil, is slog.Default(). To discard the messages, pass
+// slog.New(slog.DiscardHandler): store failures are then seen only in
+// Stats().StoreErrors.
 func WithLogger(l *slog.Logger) Option {
 	return func(t *Transport) { t.log = l }
 }
@@ -129,7 +130,7 @@ func NewTransport(store Store, opts ...Option) *Transport {
 		t.base = http.DefaultTransport
 	}
 	if t.log == nil {
-		t.log = slog.New(slog.DiscardHandler)
+		t.log = slog.Default()
 	}
 	switch {
 	case t.maxSize == 0:

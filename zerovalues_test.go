@@ -88,13 +88,41 @@ func TestNewTransportNilStore(t *testing.T) {
 	assert.Empty(t, logs.String())
 }
 
-// WithLogger(nil) discards: a failing store is still counted, and nothing
-// panics.
-func TestWithLoggerNilDiscards(t *testing.T) {
+// WithLogger(nil) is the default logger, as every nil option is the
+// default; a discarding logger is asked for explicitly.
+func TestWithLoggerNilIsDefault(t *testing.T) {
+	assert.Same(t, slog.Default(), NewTransport(NewMemoryStore(0), WithLogger(nil)).log)
+	assert.Same(t, slog.Default(), NewTransport(NewMemoryStore(0)).log)
+	assert.NotNil(t, NewTransport(nil, WithLogger(slog.New(slog.DiscardHandler))).store, "a nil store with a discarding logger still gets its stand-in")
+
 	o := newRecordingOrigin(t, etagHandler(`"v1"`, "doc"))
-	tr := NewTransport(keyNamingStore{}, WithLogger(nil))
+	tr := NewTransport(keyNamingStore{}, WithLogger(slog.New(slog.DiscardHandler)))
 	_, body := fetch(t, tr.Client(), o.URL)
 	assert.Equal(t, "doc", body)
-	assert.Equal(t, int64(2), tr.Stats().StoreErrors)
-	assert.NotNil(t, NewTransport(nil, WithLogger(nil)).store, "a nil store with a nil logger still gets its stand-in")
+	assert.Equal(t, int64(2), tr.Stats().StoreErrors, "failures still counted")
+}
+
+// The bolt options follow the same rule.
+func TestBoltOptionZeroValues(t *testing.T) {
+	open := func(opts ...BoltOption) boltConfig {
+		s, err := OpenBoltStore(t.TempDir()+"/c.db", opts...)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s.cfg
+	}
+	for _, cfg := range []boltConfig{open(), open(WithBoltMaxBytes(0), WithBoltLockTimeout(0), WithBoltCache(0), WithBoltLogger(nil))} {
+		assert.Equal(t, int64(defaultBoltMaxBytes), cfg.maxBytes)
+		assert.Equal(t, defaultBoltLockTimeout, cfg.lockTimeout)
+		assert.Equal(t, int64(defaultBoltCache), cfg.cache)
+		assert.Same(t, slog.Default(), cfg.log)
+	}
+	neg := open(WithBoltMaxBytes(-1), WithBoltLockTimeout(-1), WithBoltCache(-1))
+	assert.Equal(t, int64(math.MaxInt64), neg.maxBytes, "no bound")
+	assert.Zero(t, neg.lockTimeout, "a single attempt")
+	assert.Zero(t, neg.cache, "entry cache off")
+
+	s, err := OpenBoltStore(t.TempDir()+"/off.db", WithBoltCache(-1))
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Nil(t, s.cache.mem, "a negative size turns the entry cache off")
 }

@@ -3,6 +3,7 @@ package prommetrics_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -115,7 +116,7 @@ func TestCollectorScrapedAfterRealRequests(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bolt.Close() })
 	disk := etagcache.NewTransport(bolt)
-	down := etagcache.NewTransport(downStore{}, etagcache.WithLogger(nil))
+	down := etagcache.NewTransport(downStore{}, etagcache.WithLogger(slog.New(slog.DiscardHandler)))
 
 	c := prommetrics.New()
 	require.NoError(t, c.AddTransport("api", api))
