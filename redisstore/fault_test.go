@@ -84,11 +84,40 @@ func storeErrors(ws []*worker) (n int64) {
 // it, and B's first request for it is conditional and answered 304.
 func resumes(t *testing.T, o *origin, a, b *worker, path string) {
 	t.Helper()
+	if why := tryResume(t, o, a, b, path); why != "" {
+		t.Error(why)
+	}
+}
+
+// resumesAfterOutage is resumes for the first requests after Redis came
+// back: a pooled connection that predates the outage may fail one store
+// call before go-redis drops it (the transport then fails open), so caching
+// has resumed when one of a few fresh resources shows it.
+func resumesAfterOutage(t *testing.T, o *origin, a, b *worker, path string) {
+	t.Helper()
+	var whys []string
+	for i := range 5 {
+		why := tryResume(t, o, a, b, fmt.Sprintf("%s-%d", path, i))
+		if why == "" {
+			return
+		}
+		whys = append(whys, why)
+	}
+	t.Errorf("caching did not resume after the outage: %v", whys)
+}
+
+// tryResume has A fetch a new resource and B fetch it next, and says what
+// went wrong when A did not store it or B's first request was not an
+// answered revalidation ("" when caching works). Bodies are always checked.
+func tryResume(t *testing.T, o *origin, a, b *worker, path string) string {
+	t.Helper()
 	body := bytes.Repeat([]byte(path), 300)
 	o.Set(path, body)
 	require.Equal(t, body, a.mustGet(t, o.URL+path).Body)
 	e, err := a.store.Get(context.Background(), o.URL+path, "")
-	require.NoError(t, err, "A stored the new resource")
+	if err != nil {
+		return fmt.Sprintf("%s: A did not store the new resource: %v", path, err)
+	}
 	require.Equal(t, body, e.Body)
 	require.Equal(t, body, b.mustGet(t, o.URL+path).Body)
 	var last originReq
@@ -97,8 +126,10 @@ func resumes(t *testing.T, o *origin, a, b *worker, path string) {
 			last = r
 		}
 	}
-	assert.Equal(t, etagOf(body), last.IfNoneMatch, "B's first request is conditional")
-	assert.Equal(t, 304, last.Status)
+	if last.IfNoneMatch != etagOf(body) || last.Status != 304 {
+		return fmt.Sprintf("%s: B's first request was not an answered revalidation (If-None-Match %q, status %d)", path, last.IfNoneMatch, last.Status)
+	}
+	return ""
 }
 
 // waitReachable waits until c reaches Redis again, every master of a
@@ -172,7 +203,7 @@ func TestSingleNodeStoppedKilledRestarted(t *testing.T) {
 	require.NoError(t, srv.Restart())
 	waitReachable(t, c)
 	phase(t, o, ws, paths)
-	resumes(t, o, a, b, "/after")
+	resumesAfterOutage(t, o, a, b, "/after")
 	stop()
 }
 
@@ -211,7 +242,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	phase(t, o, ws, paths)
 	t.Logf("phase 3 %v", time.Since(t0))
 	for i := range 4 { // resources on several slots
-		resumes(t, o, a, b, fmt.Sprintf("/after%d", i))
+		resumesAfterOutage(t, o, a, b, fmt.Sprintf("/after%d", i))
 	}
 	stop()
 }

@@ -121,7 +121,7 @@ func TestSentinelFailover(t *testing.T) {
 	})
 	waitReachable(t, c)
 	phase(t, o, ws, paths)
-	resumes(t, o, a, b, "/after")
+	resumesAfterOutage(t, o, a, b, "/after")
 
 	require.Equal(t, []byte("stored before the failover"), b.mustGet(t, o.URL+"/kept").Body)
 	var kept []originReq
