@@ -207,7 +207,7 @@ func TestBoltStoreSurvivesDamage(t *testing.T) {
 			if i := strings.Index(stderr, "\n\ngoroutine "); i > 0 {
 				stderr = stderr[:i]
 			}
-			t.Errorf("%s: the child crashed: %.400s", tr.name, stderr)
+			t.Errorf("%s: the child failed: %.400s (result %q)", tr.name, stderr, r.line)
 		case r.wrong:
 			wrong++
 			t.Errorf("%s: a wrong entry was served: %s", tr.name, r.line)

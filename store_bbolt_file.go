@@ -279,8 +279,17 @@ func checkBoltSchema(tx *bolt.Tx) (fresh bool, err error) {
 }
 
 // createBoltSchema makes the database an empty store of this version,
-// dropping whatever an older version stored.
+// dropping whatever an older version stored. Creating buckets fails only on
+// a file whose structure is not what it claims (a key where a bucket should
+// be), so its errors say the file is damaged.
 func createBoltSchema(tx *bolt.Tx) error {
+	if err := makeBoltSchema(tx); err != nil {
+		return fmt.Errorf("%w: cannot lay out its buckets: %v", ErrCorruptFile, err)
+	}
+	return nil
+}
+
+func makeBoltSchema(tx *bolt.Tx) error {
 	sb, err := tx.CreateBucketIfNotExists(boltSchemaBucket)
 	if err != nil {
 		return err

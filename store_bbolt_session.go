@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 var (
@@ -257,6 +258,11 @@ func (s *BoltStore) openFileOnce(ctx context.Context) error {
 			s.finishIndex(gen)
 			return false, nil
 		}
+		if structuralDamage(err) {
+			// A key where a bucket should be, or the reverse: the page
+			// tree is not what it claims, whatever its checksums say.
+			err = fmt.Errorf("%w: %v", ErrCorruptFile, err)
+		}
 		if err != nil {
 			return false, err
 		}
@@ -309,4 +315,11 @@ func (s *BoltStore) removeDamaged(ctx context.Context, rk []byte) error {
 		return nil
 	}
 	return err
+}
+
+// structuralDamage reports whether err is bbolt's word that a bucket or key
+// is not of the kind the store wrote there.
+func structuralDamage(err error) bool {
+	return errors.Is(err, berrors.ErrIncompatibleValue) || errors.Is(err, berrors.ErrBucketNotFound) ||
+		errors.Is(err, berrors.ErrBucketExists)
 }
