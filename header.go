@@ -22,8 +22,8 @@ var notFrom304 = []string{"Content-Length", "Content-Encoding", "Content-Range",
 
 // Our own markers are added to what the caller sees, never stored.
 const (
-	headerCacheStatus = "Cache-Status"
-	headerFromCache   = "X-From-Cache"
+	headerCacheStatus = HeaderCacheStatus
+	headerFromCache   = HeaderFromCache
 )
 
 // connectionNamed reports whether name is hop-by-hop for this response: in

@@ -69,7 +69,8 @@ type BoltOption func(*boltConfig)
 // same transaction; an entry larger than the bound on its own is not kept.
 // The file is kept within 1.25 times the bound (plus a few pages): freed
 // pages are reused, and a file that grows past 1.2 times the bound is
-// compacted. n <= 0 means no bound. The default is 1 GiB.
+// compacted. As for every size in this module, 0 means the default, 1 GiB,
+// and a negative n means no bound.
 func WithBoltMaxBytes(n int64) BoltOption {
 	return func(c *boltConfig) { c.maxBytes = n }
 }
@@ -77,7 +78,8 @@ func WithBoltMaxBytes(n int64) BoltOption {
 // WithBoltLockTimeout sets how long one operation waits for other processes
 // using the file before failing with ErrStoreLocked. Operations hold the
 // file for a single short transaction, so waits are normally well under a
-// millisecond. The default is five seconds.
+// millisecond. As for every duration in this module, 0 means the default,
+// five seconds, and a negative d means no wait: a single attempt.
 func WithBoltLockTimeout(d time.Duration) BoltOption {
 	return func(c *boltConfig) { c.lockTimeout = d }
 }
@@ -86,8 +88,9 @@ func WithBoltLockTimeout(d time.Duration) BoltOption {
 // decoded in memory, so that serving one again needs neither a read of the
 // file nor a copy of its body. Written entries are kept too. The cache is
 // checked against the file's generation (see BoltStore) before each use and
-// never serves an entry another process has replaced. n <= 0 turns it off.
-// The default is 64 MiB.
+// never serves an entry another process has replaced. As for every size in
+// this module, 0 means the default, 64 MiB, and a negative n turns the
+// cache off.
 func WithBoltCache(n int64) BoltOption {
 	return func(c *boltConfig) { c.cache = n }
 }
@@ -102,8 +105,8 @@ func WithBoltRecover(on bool) BoltOption {
 }
 
 // WithBoltLogger sets where the store logs what callers cannot see in a
-// returned error: a file set aside, a write-behind that failed. The default
-// is slog.Default().
+// returned error: a file set aside, a write-behind that failed. The default,
+// also for nil, is slog.Default().
 func WithBoltLogger(l *slog.Logger) BoltOption {
 	return func(c *boltConfig) { c.log = l }
 }
@@ -208,12 +211,28 @@ var (
 // location that cannot be written is an error that says so. Records found
 // inconsistent are removed.
 func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
-	cfg := boltConfig{maxBytes: defaultBoltMaxBytes, lockTimeout: defaultBoltLockTimeout, cache: defaultBoltCache}
+	cfg := boltConfig{}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.maxBytes <= 0 {
+	// The module's rule: 0 is the default, negative is no limit (or off).
+	switch {
+	case cfg.maxBytes == 0:
+		cfg.maxBytes = defaultBoltMaxBytes
+	case cfg.maxBytes < 0:
 		cfg.maxBytes = 1<<63 - 1
+	}
+	switch {
+	case cfg.lockTimeout == 0:
+		cfg.lockTimeout = defaultBoltLockTimeout
+	case cfg.lockTimeout < 0:
+		cfg.lockTimeout = 0
+	}
+	switch {
+	case cfg.cache == 0:
+		cfg.cache = defaultBoltCache
+	case cfg.cache < 0:
+		cfg.cache = 0 // off
 	}
 	if cfg.log == nil {
 		cfg.log = slog.Default()

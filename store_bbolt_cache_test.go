@@ -72,7 +72,7 @@ func TestBoltCacheBoundAndOff(t *testing.T) {
 	assert.LessOrEqual(t, size, int64(4<<10))
 	assert.Less(t, n, 5)
 
-	off, _ := openTestBolt(t, WithBoltCache(0))
+	off, _ := openTestBolt(t, WithBoltCache(-1))
 	require.NoError(t, off.Put(ctx, "k", "", boltTestEntry([]byte("body"))))
 	boltFlush(t, off) // until written, Get serves the entry Put was given
 	e1, err := off.Get(ctx, "k", "")

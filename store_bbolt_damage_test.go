@@ -262,7 +262,7 @@ func TestBoltStoreRecoverSetsDamagedFileAside(t *testing.T) {
 func TestBoltStoreRecoverWhileOpen(t *testing.T) {
 	ctx := context.Background()
 	var logs bytes.Buffer
-	s, path := openTestBolt(t, WithBoltRecover(true), WithBoltCache(0), WithBoltLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	s, path := openTestBolt(t, WithBoltRecover(true), WithBoltCache(-1), WithBoltLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, s.Put(ctx, "k", "", boltTestEntry([]byte("x"))))
 	boltFlush(t, s)
 	require.NoError(t, os.WriteFile(path+".tmp", bytes.Repeat([]byte("garbage!"), 4096), 0o600))

@@ -3,6 +3,7 @@ package etagcache
 import (
 	"container/list"
 	"context"
+	"math"
 	"slices"
 	"sync"
 )
@@ -27,11 +28,17 @@ type memItem struct {
 }
 
 // NewMemoryStore returns an empty MemoryStore holding at most maxBytes of
-// entries (bodies, headers and keys); 0 or less means 64 MiB. An entry larger
-// than the bound on its own is not kept.
+// entries (bodies, headers and keys). As for every size in this module, 0
+// means the default, 64 MiB, and a negative maxBytes means no bound (the
+// store then grows with every new resource and variant: use it only for a
+// known, small set of URLs). An entry larger than the bound on its own is
+// not kept.
 func NewMemoryStore(maxBytes int64) *MemoryStore {
-	if maxBytes <= 0 {
+	switch {
+	case maxBytes == 0:
 		maxBytes = defaultMemoryMaxBytes
+	case maxBytes < 0:
+		maxBytes = math.MaxInt64
 	}
 	return &MemoryStore{maxBytes: maxBytes, lru: list.New(), items: make(map[string]map[string]*list.Element)}
 }
@@ -114,6 +121,17 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 		s.remove(key, variant)
 	}
 	return nil
+}
+
+// Clear removes every entry, as if the store had just been made. Transports
+// using the store go on with an empty cache: their next GET of each
+// resource is a full fetch.
+func (s *MemoryStore) Clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lru.Init()
+	clear(s.items)
+	s.size = 0
 }
 
 // Len reports the number of entries held.

@@ -17,7 +17,9 @@ package etagcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -60,8 +62,8 @@ type Transport struct {
 // Option configures a Transport.
 type Option func(*Transport)
 
-// WithBase sets the transport that really sends requests. The default is
-// http.DefaultTransport.
+// WithBase sets the transport that really sends requests. The default (also
+// for nil) is http.DefaultTransport.
 //
 // A base that adds credentials itself (an oauth2.Transport, say) hides them
 // from the cache, which would then key every user's responses alike. The
@@ -75,14 +77,19 @@ func WithBase(rt http.RoundTripper) Option {
 }
 
 // WithLogger sets where store failures are reported (at Warn level). The
-// default is slog.Default().
+// default, also for nil, is slog.Default(). To discard the messages, pass
+// slog.New(slog.DiscardHandler): store failures are then seen only in
+// Stats().StoreErrors.
 func WithLogger(l *slog.Logger) Option {
 	return func(t *Transport) { t.log = l }
 }
 
 // WithMaxEntrySize sets the largest body that is stored, in bytes. Larger
 // bodies stream through to the caller and are not stored; no more than n
-// bytes of one body are ever buffered. The default is DefaultMaxEntrySize.
+// bytes of one body are ever buffered. As for every size in this module, 0
+// means the default, DefaultMaxEntrySize, and a negative n means no limit
+// (a body of any size is buffered and stored: only the store's own bound
+// applies).
 func WithMaxEntrySize(n int64) Option {
 	return func(t *Transport) { t.maxSize = n }
 }
@@ -106,8 +113,14 @@ func WithPartition(f func(*http.Request) string) Option {
 }
 
 // NewTransport returns a Transport that keeps its entries in store.
+//
+// A nil store (or a nil pointer of a store type, such as the *BoltStore of
+// a failed OpenBoltStore) is a mistake that NewTransport reports at once,
+// with one Error line on the logger, and works around: the Transport then
+// keeps its entries in a NewMemoryStore(0), so the program goes on with a
+// cache that does not outlive it, rather than failing on its first request.
 func NewTransport(store Store, opts ...Option) *Transport {
-	t := &Transport{store: store, base: http.DefaultTransport, log: slog.Default(), maxSize: DefaultMaxEntrySize}
+	t := &Transport{store: store, base: http.DefaultTransport, log: slog.Default()}
 	t.fx.cfg.heuristicFraction, t.fx.cfg.heuristicCap = defaultHeuristicFraction, defaultHeuristicCap
 	for _, o := range opts {
 		o(t)
@@ -116,7 +129,18 @@ func NewTransport(store Store, opts ...Option) *Transport {
 		t.base = http.DefaultTransport
 	}
 	if t.log == nil {
-		t.log = slog.New(slog.DiscardHandler)
+		t.log = slog.Default()
+	}
+	switch {
+	case t.maxSize == 0:
+		t.maxSize = DefaultMaxEntrySize
+	case t.maxSize < 0:
+		t.maxSize = math.MaxInt64
+	}
+	if isNil(store) {
+		t.log.Error("etagcache: NewTransport was given a nil Store; keeping entries in memory instead (NewMemoryStore(0))",
+			"store", fmt.Sprintf("%T", store))
+		t.store = NewMemoryStore(0)
 	}
 	return t
 }
@@ -280,7 +304,8 @@ func (t *Transport) storeDelete(ctx context.Context, key string) {
 
 func (t *Transport) storeFailed(ctx context.Context, op, key string, err error) {
 	t.stats.storeErrors.Add(1)
-	t.log.WarnContext(ctx, "etagcache: store failed; going on without it", "op", op, "key", key, "err", err)
+	// Keys are URLs: their query strings may hold tokens, so logs get them redacted.
+	t.log.WarnContext(ctx, "etagcache: store failed; going on without it", "op", op, "key", redactKey(key), "err", redactErr(err, key))
 }
 
 // get serves a GET request through the store: look it up, decide what to

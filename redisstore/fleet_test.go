@@ -129,7 +129,7 @@ func TestWarmRevalidationBytes(t *testing.T) {
 	per := bytesPerWarm304(t, top, c, o, 1<<20, 50, WithTTL(time.Hour), WithPrefix("ttl:"))
 	t.Logf("warm 304, 1 MiB body, with a TTL: %.0f bytes", per)
 	assert.LessOrEqual(t, per, 4096.0)
-	per = bytesPerWarm304(t, top, c, o, 1<<20, 10, WithLocalCache(0), WithPrefix("nolocal:"))
+	per = bytesPerWarm304(t, top, c, o, 1<<20, 10, WithLocalCache(-1), WithPrefix("nolocal:"))
 	t.Logf("warm 304, 1 MiB body, local layer off: %.0f bytes", per)
 	assert.Greater(t, per, float64(1<<20), "without the local layer the body crosses every time")
 }
@@ -154,7 +154,7 @@ func TestPutDoesNotResendHeldBody(t *testing.T) {
 		require.NoError(t, New(c, opts...).Put(ctx, "http://x/two", "u1", testEntry(`"h"`, body)))
 		moved := redisBytes(t, top, c) - before
 		assert.Less(t, moved, int64(len(body)/4), "bytes moved by the second Put")
-		e, err := New(c, append(opts, WithLocalCache(0))...).Get(ctx, "http://x/two", "u1")
+		e, err := New(c, append(opts, WithLocalCache(-1))...).Get(ctx, "http://x/two", "u1")
 		require.NoError(t, err)
 		require.Equal(t, body, e.Body)
 	}

@@ -65,9 +65,9 @@ type config struct {
 type Option func(*config)
 
 // WithPrefix sets the string every Redis key of the Store starts with. The
-// default is DefaultPrefix. Stores with different prefixes do not see each
-// other's entries. A prefix containing a Cluster hash tag ({…}) puts every
-// key on that tag's slot.
+// default, also for "", is DefaultPrefix. Stores with different prefixes do
+// not see each other's entries. A prefix containing a Cluster hash tag
+// ({…}) puts every key on that tag's slot.
 func WithPrefix(p string) Option {
 	return func(c *config) { c.prefix = p }
 }
@@ -76,16 +76,18 @@ func WithPrefix(p string) Option {
 // read them for about d: header records expire d after the Put or header
 // update that last wrote them, and a Get that finds less than d/2 left sets
 // it back to d. Bodies live a minute longer than the header records that
-// name them. d <= 0, the default, means no expiry: Redis' maxmemory, with an
-// allkeys-* eviction policy, then bounds the store.
+// name them. As for every size and duration in etagcache, 0 means the
+// default and a negative d no limit; both mean no expiry here: Redis'
+// maxmemory, with an allkeys-* eviction policy, then bounds the store.
 func WithTTL(d time.Duration) Option {
 	return func(c *config) { c.ttl = d }
 }
 
 // WithLocalCache sets how many bytes of bodies the Store keeps in memory,
 // keyed by digest, so that a revalidation of a body this worker already
-// holds reads only the small header record from Redis. n <= 0 turns the
-// layer off. The default is DefaultLocalCache (64 MiB).
+// holds reads only the small header record from Redis. As for every size in
+// etagcache, 0 means the default, DefaultLocalCache (64 MiB), and a
+// negative maxBytes turns the layer off.
 func WithLocalCache(maxBytes int64) Option {
 	return func(c *config) { c.local = maxBytes }
 }
@@ -97,9 +99,15 @@ var errNoClient = errors.New("redisstore: Store made with a nil client")
 // Store made with a nil client fails every call (and so, behind a
 // Transport, caches nothing).
 func New(client redis.UniversalClient, opts ...Option) *Store {
-	cfg := config{prefix: DefaultPrefix, local: DefaultLocalCache}
+	cfg := config{}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.prefix == "" {
+		cfg.prefix = DefaultPrefix
+	}
+	if cfg.local == 0 {
+		cfg.local = DefaultLocalCache
 	}
 	return &Store{c: client, prefix: cfg.prefix, ttl: max(cfg.ttl, 0), local: newLocalBodies(cfg.local), guard: !honoursContext(client)}
 }

@@ -45,7 +45,7 @@ func TestStoreRoundTrip(t *testing.T) {
 			c := top.client(t)
 			p := testPrefix(t)
 			w := New(c, WithPrefix(p))
-			r := New(c, WithPrefix(p), WithLocalCache(0)) // reads every body from Redis
+			r := New(c, WithPrefix(p), WithLocalCache(-1)) // reads every body from Redis
 
 			_, err := r.Get(ctx, "http://x/a", "")
 			require.ErrorIs(t, err, etagcache.ErrNotFound)
@@ -139,7 +139,7 @@ func TestMissingOrWrongBodyIsMiss(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			require.NoError(t, w.Put(ctx, "http://x/m", "", testEntry(`"m"`, body)))
 			require.NoError(t, spoil())
-			r := New(c, WithPrefix(p), WithLocalCache(0))
+			r := New(c, WithPrefix(p), WithLocalCache(-1))
 			_, err := r.Get(ctx, "http://x/m", "")
 			require.ErrorIs(t, err, etagcache.ErrNotFound)
 			require.ErrorIs(t, c.HGet(ctx, hk, "").Err(), redis.Nil, "header record removed")
@@ -161,7 +161,7 @@ func TestUpdateHeaderKeepsBody(t *testing.T) {
 			ctx := context.Background()
 			c := top.client(t)
 			p := testPrefix(t)
-			st := New(c, WithPrefix(p), WithLocalCache(0))
+			st := New(c, WithPrefix(p), WithLocalCache(-1))
 			body := bytes.Repeat([]byte("u"), 10000)
 			require.NoError(t, st.Put(ctx, "http://x/u", "", testEntry(`"u"`, body)))
 

@@ -124,3 +124,59 @@ func TestGroup(t *testing.T) {
 		}
 	}
 }
+
+// A target is "within noise" only when the median misses and the fastest
+// rounds (or, for a spread, bare-304's own spread) say the miss may be
+// noise; a clear miss stays a miss.
+func TestTargetVerdict(t *testing.T) {
+	nan := math.NaN()
+	for _, tc := range []struct {
+		t    Target
+		want string
+	}{
+		{Target{Value: 1.05, Limit: 1.10, Met: true, Best: 1.20, Noise: nan}, "met"},
+		{Target{Value: 1.13, Limit: 1.10, Best: 1.07, Noise: nan}, "within noise"},
+		{Target{Value: 1.13, Limit: 1.10, Best: 1.10, Noise: nan}, "within noise"},
+		{Target{Value: 1.30, Limit: 1.10, Best: 1.18, Noise: nan}, "missed"},
+		{Target{Value: 1.25, Limit: 1, Best: nan, Noise: 1.8}, "within noise"},
+		{Target{Value: 3.5, Limit: 1, Best: nan, Noise: 1.8}, "missed"},
+		{Target{Value: 25, Limit: 20, Best: nan, Noise: nan}, "missed"},
+	} {
+		if got := tc.t.Verdict(); got != tc.want {
+			t.Errorf("%+v: Verdict() = %q, want %q", tc.t, got, tc.want)
+		}
+	}
+}
+
+// The targets table of a report built by hand: the spread row names
+// bare-304's own spread, and a noisy ratio says so instead of "missed".
+func TestMarkdownTargetsWithinNoise(t *testing.T) {
+	rd := func(ns ...int) []Round {
+		var r []Round
+		for _, n := range ns {
+			r = append(r, Round{N: 1, Duration: time.Duration(n)})
+		}
+		return r
+	}
+	rep := &Report{Config: Config{Rounds: 3, BatchTime: time.Millisecond}}
+	allocs := map[string][2]float64{"1KiB": {69.2, 76.6}, "64KiB": {68.5, 75.4}, "1MiB": {67.9, 76.1}, "16MiB": {69.7, 77.8}}
+	for _, size := range []string{"1KiB", "64KiB", "1MiB", "16MiB"} {
+		sc := Scenario{Name: "304 " + size}
+		bare := Result{Scenario: sc, Impl: Bare, Rounds: rd(100, 100, 100), MinNs: 100, AllocsPerOp: allocs[size][0], XBare: 1}
+		mem := Result{Scenario: sc, Impl: EtagcacheMem, Rounds: rd(105, 120, 120), MinNs: 105, AllocsPerOp: allocs[size][1], XBare: 1.2}
+		rep.Results = append(rep.Results, bare, mem)
+	}
+	md := rep.Markdown()
+	for _, want := range []string{
+		"| 304 1KiB, etagcache-mem ≤ 1.10× bare-304 | 1.20× | within noise | 1.05× |",
+		"| etagcache-mem allocs/request over bare-304's independent of body size (spread over 4 sizes ≤ 1) | 1.30 allocs spread | within noise | bare-304's spread 1.80 |",
+		"| 304 1KiB, etagcache-mem allocs/request ≤ bare-304's + 20 | 7.40 allocs more | met | – |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("targets lack %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "**missed**") {
+		t.Errorf("a run within noise says missed:\n%s", md)
+	}
+}
