@@ -25,7 +25,7 @@ func (t *Transport) Purge(ctx context.Context, rawURL string) error {
 	if u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("etagcache: purge: %q is not an absolute URL", redactKey(rawURL))
 	}
-	key := cacheKey(u)
+	key := t.stripIgnored(cacheKey(u)) // the key lookups use, WithIgnoredQueryParams applied
 	if err := t.store.Delete(ctx, key); err != nil {
 		return fmt.Errorf("etagcache: purge %s: %w", redactKey(key), err)
 	}
