@@ -94,16 +94,7 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 		RequestTime:  sent,
 		ResponseTime: t.now(),
 	}
-	resp.Body = newStoringBody(ctx, resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
-		e.Body = body
-		if err := t.store.Put(ctx, l.key, variant, e); err != nil {
-			if ctx.Err() == nil {
-				t.storeFailed(ctx, "put", l.key, err)
-			}
-			return
-		}
-		t.stats.stored.Add(1)
-	})
+	t.storeAtEOF(ctx, resp, l.key, variant, e)
 	return t.passOn(req, resp, "fwd=partial; stored"), nil
 }
 

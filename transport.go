@@ -471,17 +471,23 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 		variant = l.secondary
 	}
 	ctx := req.Context()
+	t.storeAtEOF(ctx, resp, l.key, variant, e)
+	return t.passOn(req, resp, status+"; stored"), nil
+}
+
+// storeAtEOF arranges for e, with resp's body, to be put in the store
+// under key and variant once the caller has read that body to its end.
+func (t *Transport) storeAtEOF(ctx context.Context, resp *http.Response, key, variant string, e *Entry) {
 	resp.Body = newStoringBody(ctx, resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
 		e.Body = body
-		if err := t.store.Put(ctx, l.key, variant, e); err != nil {
+		if err := t.store.Put(ctx, key, variant, e); err != nil {
 			if ctx.Err() == nil {
-				t.storeFailed(ctx, "put", l.key, err)
+				t.storeFailed(ctx, "put", key, err)
 			}
 			return
 		}
 		t.stats.stored.Add(1)
 	})
-	return t.passOn(req, resp, status+"; stored"), nil
 }
 
 // storable reports whether a response to a GET may be stored, and the Vary
