@@ -94,7 +94,7 @@ func FuzzMergeHeader(f *testing.F) {
 				t.Fatalf("the 304's %s was not applied: %v", k, merged[k])
 			}
 		}
-		for _, k := range []string{headerCacheStatus, headerFromCache, "Set-Cookie"} {
+		for _, k := range []string{HeaderCacheStatus, HeaderFromCache, "Set-Cookie"} {
 			if _, ok := merged[k]; ok && k != "Set-Cookie" || ok && !slices.Equal(merged[k], stored[k]) {
 				t.Fatalf("%s replayed or merged: %v", k, merged[k])
 			}

@@ -20,12 +20,6 @@ var hopByHop = []string{
 // length, and what the stored body depends on (RFC 9111 §3.2).
 var notFrom304 = []string{"Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding"}
 
-// Our own markers are added to what the caller sees, never stored.
-const (
-	headerCacheStatus = HeaderCacheStatus
-	headerFromCache   = HeaderFromCache
-)
-
 // connectionNamed reports whether name is hop-by-hop for this response: in
 // the fixed list or named by its Connection field.
 func connectionNamed(h http.Header, name string) bool {
@@ -47,7 +41,7 @@ func connectionNamed(h http.Header, name string) bool {
 // Cache-Status and X-From-Cache are never stored; Age is stored (freshness
 // needs it) but a 304 supersedes it.
 func exchangeOnly(k string) bool {
-	return k == headerCacheStatus || k == headerFromCache
+	return k == HeaderCacheStatus || k == HeaderFromCache
 }
 
 // storedHeader returns the part of a response header that may be stored:

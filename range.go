@@ -240,7 +240,7 @@ func (t *Transport) complete(req *http.Request, l lookup, rd requestDirectives) 
 	d := decide(rd, e, t.now(), t.fx.cfg)
 	out := t.serveStored(req, lookup{entry: e}, d, "")
 	t.stats.hits.Add(-1) // the origin was asked: not a hit
-	out.Header.Del(headerFromCache)
-	out.Header[headerCacheStatus] = []string{cacheStatus(r.Header, "fwd=partial; fwd-status=206; stored")}
+	out.Header.Del(HeaderFromCache)
+	out.Header[HeaderCacheStatus] = []string{cacheStatus(r.Header, "fwd=partial; fwd-status=206; stored")}
 	return out, true, nil
 }

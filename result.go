@@ -49,7 +49,7 @@ func ResultOf(resp *http.Response) Result {
 	if resp == nil {
 		return ResultNone
 	}
-	vs := resp.Header[headerCacheStatus]
+	vs := resp.Header[HeaderCacheStatus]
 	// Ours is the last member: we are the cache closest to the caller.
 	for i := len(vs) - 1; i >= 0; i-- {
 		members := strings.Split(vs[i], ",")
@@ -90,14 +90,14 @@ const cacheName = "etagcache"
 // addCacheStatus appends this cache's member to the Cache-Status list,
 // after those of caches closer to the origin (RFC 9211 §2).
 func addCacheStatus(h http.Header, params string) {
-	h.Set(headerCacheStatus, cacheStatus(h, params))
+	h.Set(HeaderCacheStatus, cacheStatus(h, params))
 }
 
 // cacheStatus returns the Cache-Status value for h with this cache's member
 // appended.
 func cacheStatus(h http.Header, params string) string {
 	member := cacheStatusMember(params)
-	if prev := h[headerCacheStatus]; len(prev) > 0 {
+	if prev := h[HeaderCacheStatus]; len(prev) > 0 {
 		member = strings.Join(prev, ", ") + ", " + member
 	}
 	return member

@@ -520,7 +520,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	// for this caller, never stored and never replayed.
 	added := []string{strconv.Itoa(len(old.Body)), cacheStatus(nm.Header, fwd+"; fwd-status=304")}
 	merged["Content-Length"] = added[0:1:1]
-	merged[headerCacheStatus] = added[1:2:2]
+	merged[HeaderCacheStatus] = added[1:2:2]
 	if sc := nm.Header["Set-Cookie"]; len(sc) > 0 {
 		merged["Set-Cookie"] = sc
 	}

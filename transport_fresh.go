@@ -171,8 +171,8 @@ func (t *Transport) serveStored(req *http.Request, l lookup, d decision, detail 
 		h["Content-Length"] = added[0:1:1]
 	}
 	h["Age"] = added[1:2:2] // replaces any received Age (RFC 9111 §5.1)
-	h[headerFromCache] = added[2:3:3]
-	h[headerCacheStatus] = added[3:4:4]
+	h[HeaderFromCache] = added[2:3:3]
+	h[HeaderCacheStatus] = added[3:4:4]
 	t.stats.hits.Add(1)
 	t.stats.bytesServed.Add(int64(len(e.Body)))
 	status := "200 OK"
@@ -208,7 +208,7 @@ func gatewayTimeout(req *http.Request) *http.Response {
 		ProtoMinor: 1,
 		Header: http.Header{
 			"Content-Length":  {"0"},
-			headerCacheStatus: {cacheName + "; detail=only-if-cached"},
+			HeaderCacheStatus: {cacheName + "; detail=only-if-cached"},
 		},
 		Body:    http.NoBody,
 		Request: req,
@@ -258,7 +258,7 @@ func (t *Transport) forward(req *http.Request, l lookup, d decision) (*http.Resp
 	}
 	resp.Request = req
 	if !led {
-		if vs := resp.Header[headerCacheStatus]; len(vs) > 0 {
+		if vs := resp.Header[HeaderCacheStatus]; len(vs) > 0 {
 			vs[len(vs)-1] += "; collapsed" // ours is the last member
 		}
 		t.stats.coalesced.Add(1)

@@ -97,7 +97,7 @@ func TestVaryVariantsLiveSideBySide(t *testing.T) {
 		resp, body := fetch(t, c, o.URL, "Accept", s.accept)
 		assert.Equal(t, "as "+s.accept, body, i)
 		assert.Equal(t, s.wantINM, o.last().Get("If-None-Match"), i)
-		assert.Equal(t, "etagcache; "+s.wantStatus, resp.Header.Get(headerCacheStatus), i)
+		assert.Equal(t, "etagcache; "+s.wantStatus, resp.Header.Get(HeaderCacheStatus), i)
 	}
 	assert.Equal(t, 3, ms.Len())
 }
@@ -128,13 +128,13 @@ func TestCacheStatusValues(t *testing.T) {
 			version.Add(1)
 		}
 		resp, _ := fetch(t, c, o.URL, s.kv...)
-		assert.Equal(t, s.want, resp.Header.Get(headerCacheStatus), i)
-		assert.Len(t, resp.Header.Values(headerCacheStatus), 1, i)
-		assert.Equal(t, s.fromCach, resp.Header.Get(headerFromCache), i)
+		assert.Equal(t, s.want, resp.Header.Get(HeaderCacheStatus), i)
+		assert.Len(t, resp.Header.Values(HeaderCacheStatus), 1, i)
+		assert.Equal(t, s.fromCach, resp.Header.Get(HeaderFromCache), i)
 	}
 	o2 := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "no validator") })
 	resp, _ := fetch(t, c, o2.URL)
-	assert.Equal(t, "etagcache; fwd=uri-miss", resp.Header.Get(headerCacheStatus))
+	assert.Equal(t, "etagcache; fwd=uri-miss", resp.Header.Get(HeaderCacheStatus))
 }
 
 // Point 11: a failing store never fails a request.
@@ -167,7 +167,7 @@ func TestCorruptEntryIsAMissAndDeleted(t *testing.T) {
 	spy := &spyStore{Store: ms}
 	resp, body := fetch(t, NewTransport(spy, WithLogger(slog.New(slog.DiscardHandler))).Client(), o.URL)
 	assert.Equal(t, "fresh", body)
-	assert.Contains(t, resp.Header.Get(headerCacheStatus), "fwd=uri-miss")
+	assert.Contains(t, resp.Header.Get(HeaderCacheStatus), "fwd=uri-miss")
 	_, _, _, deletes := spy.counts()
 	assert.Equal(t, 1, deletes)
 	e, err := ms.Get(context.Background(), cacheKey(u), "")

@@ -45,7 +45,7 @@ func TestOnlyGETIsServedAndRequestIsNotMutated(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Empty(t, o.last().Get("If-None-Match"), m)
-		assert.Empty(t, resp.Header.Get(headerFromCache), m)
+		assert.Empty(t, resp.Header.Get(HeaderFromCache), m)
 	}
 }
 
@@ -88,7 +88,7 @@ func TestCredentialsPartitionEntriesAndAreNeverStored(t *testing.T) {
 	resp, body := fetch(t, c, o.URL, "Authorization", bob, "X-Api-Key", "alice-key")
 	assert.Contains(t, body, "bob", "bob was served alice's body")
 	assert.Empty(t, o.last().Get("If-None-Match"), "bob's request carried alice's validator")
-	assert.Contains(t, resp.Header.Get(headerCacheStatus), "fwd=uri-miss")
+	assert.Contains(t, resp.Header.Get(HeaderCacheStatus), "fwd=uri-miss")
 	resp, body = fetch(t, c, o.URL, "Authorization", alice, "Cookie", "session=alice-cookie", "X-Api-Key", "alice-key")
 	assert.Contains(t, body, "alice")
 	assert.Equal(t, ResultRevalidated, ResultOf(resp))
@@ -154,7 +154,7 @@ func TestWhatIsStored(t *testing.T) {
 				want = 1
 			}
 			assert.Equal(t, want, ms.Len())
-			assert.Equal(t, tt.stored, strings.HasSuffix(resp.Header.Get(headerCacheStatus), "; stored"), resp.Header.Get(headerCacheStatus))
+			assert.Equal(t, tt.stored, strings.HasSuffix(resp.Header.Get(HeaderCacheStatus), "; stored"), resp.Header.Get(HeaderCacheStatus))
 		})
 	}
 }
@@ -176,7 +176,7 @@ func TestHopByHopAndSetCookieAreNotStored(t *testing.T) {
 	require.Len(t, spy.putEntries, 1)
 	h := spy.putEntries[0].Header
 	assert.Equal(t, "yes", h.Get("X-Kept"))
-	for _, k := range []string{"Connection", "X-Private-Hop", "Keep-Alive", "Set-Cookie", headerCacheStatus, headerFromCache} {
+	for _, k := range []string{"Connection", "X-Private-Hop", "Keep-Alive", "Set-Cookie", HeaderCacheStatus, HeaderFromCache} {
 		assert.Empty(t, h.Values(k), k)
 	}
 }
@@ -363,7 +363,7 @@ func TestNotModifiedIsMergedIntoA200(t *testing.T) {
 	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 	assert.Empty(t, resp.Header.Get("Content-Encoding"), "Content-Encoding from a 304 must not describe the stored body")
 	assert.Empty(t, resp.Header.Get("X-Hop"))
-	assert.Empty(t, resp.Header.Get(headerFromCache), "the origin was asked: the header is the origin's")
+	assert.Empty(t, resp.Header.Get(HeaderFromCache), "the origin was asked: the header is the origin's")
 	assert.Equal(t, ResultRevalidated, ResultOf(resp))
 
 	// Persisted through the header-only path, not a full Put.
@@ -437,8 +437,8 @@ func TestUnusableNotModifiedIsRetriedWithoutValidators(t *testing.T) {
 	resp, body := fetch(t, c, o.URL)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "new body", body)
-	assert.Empty(t, resp.Header.Get(headerFromCache))
-	assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=etag-mismatch")
+	assert.Empty(t, resp.Header.Get(HeaderFromCache))
+	assert.Contains(t, resp.Header.Get(HeaderCacheStatus), "detail=etag-mismatch")
 	reqs := o.requests()
 	require.Len(t, reqs, 3)
 	assert.Equal(t, `"old"`, reqs[1].Get("If-None-Match"))
@@ -512,7 +512,7 @@ func TestCallerPreconditionsPassThrough(t *testing.T) {
 			} else {
 				assert.Equal(t, http.StatusNotModified, resp.StatusCode, "the caller's own 304 is returned as is")
 			}
-			assert.Equal(t, "etagcache; fwd=bypass", resp.Header.Get(headerCacheStatus))
+			assert.Equal(t, "etagcache; fwd=bypass", resp.Header.Get(HeaderCacheStatus))
 			_, puts, _, _ := spy.counts()
 			assert.Equal(t, 1, puts)
 		})
@@ -531,7 +531,7 @@ func TestHeadAndNoStoreRequestsBypass(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	resp, _ = fetch(t, c, o.URL, "Cache-Control", "no-store")
-	assert.Equal(t, "etagcache; fwd=bypass", resp.Header.Get(headerCacheStatus))
+	assert.Equal(t, "etagcache; fwd=bypass", resp.Header.Get(HeaderCacheStatus))
 	assert.Empty(t, o.last().Get("If-None-Match"))
 	gets, puts, updates, _ := spy.counts()
 	assert.Equal(t, []int{1, 1, 0}, []int{gets, puts, updates}, "HEAD or no-store touched the store")

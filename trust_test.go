@@ -169,7 +169,7 @@ func TestCredentialsAddedBelowTheCache(t *testing.T) {
 		user.Store(u)
 		resp, body := get(t, c, o.URL, nil)
 		require.Equal(t, "body for "+u, body, "request %d", i)
-		assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=credentials-below-cache")
+		assert.Contains(t, resp.Header.Get(HeaderCacheStatus), "detail=credentials-below-cache")
 	}
 	assert.Zero(t, ms.Len(), "a response to credentials the cache cannot see was stored")
 	assert.Equal(t, 1, strings.Count(logs.String(), "adds credentials"), logs.String())
@@ -267,7 +267,7 @@ func TestRolledBackFileIsNotConfirmedByA304(t *testing.T) {
 		resp, body := get(t, c, o.URL+"/f.txt", nil)
 		assert.Equal(t, "version 1", body, "poll %d: the newer body was served after a rollback", i)
 		if i == 0 {
-			assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=last-modified-mismatch")
+			assert.Contains(t, resp.Header.Get(HeaderCacheStatus), "detail=last-modified-mismatch")
 		}
 	}
 }
@@ -344,7 +344,7 @@ func TestTransparentGzipCallersGetDecodedBodies(t *testing.T) {
 		_, _ = get(t, c, o.URL, h.Clone())
 		resp, body := get(t, c, o.URL, h.Clone())
 		assert.Equal(t, content, gunzip(t, body))
-		assert.Contains(t, resp.Header.Get(headerCacheStatus), "detail=coded-etag-mismatch")
+		assert.Contains(t, resp.Header.Get(HeaderCacheStatus), "detail=coded-etag-mismatch")
 		// Such a body is not stored again for this resource, so later polls
 		// cost one plain request each, not a refused 304 and a refetch.
 		before := len(o.requests())
@@ -430,11 +430,11 @@ func TestNotModifiedFieldsOfThisExchange(t *testing.T) {
 		require.Len(t, cookies, 1, "poll %d lost the 304's Set-Cookie", i)
 		assert.Equal(t, fmt.Sprint("s", i), cookies[0].Value)
 		assert.Empty(t, resp.Header.Get("Age"), "the first 200's Age was replayed")
-		assert.Equal(t, "etagcache; fwd=stale; fwd-status=304", resp.Header.Get(headerCacheStatus))
+		assert.Equal(t, "etagcache; fwd=stale; fwd-status=304", resp.Header.Get(HeaderCacheStatus))
 	}
 	for _, e := range spy.putEntries {
 		assert.Empty(t, e.Header.Values("Set-Cookie"))
-		assert.Empty(t, e.Header.Values(headerCacheStatus))
+		assert.Empty(t, e.Header.Values(HeaderCacheStatus))
 	}
 }
 
@@ -513,7 +513,7 @@ func TestResultOf(t *testing.T) {
 		{[]string{"etagcache; hit; ttl=30"}, ResultHit},
 	}
 	for _, tt := range tests {
-		resp := &http.Response{Header: http.Header{headerCacheStatus: tt.status}}
+		resp := &http.Response{Header: http.Header{HeaderCacheStatus: tt.status}}
 		assert.Equal(t, tt.want, ResultOf(resp), "%v", tt.status)
 	}
 	assert.Equal(t, ResultNone, ResultOf(nil))
