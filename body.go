@@ -20,12 +20,16 @@ const (
 
 // Buffer growth. Memory follows the bytes that arrived, never the length
 // the origin announced: nothing is allocated before the first bytes, and a
-// stalled or lying origin then pins at most 64 KiB or four times what it
-// really sent. Bodies of known length up to 64 KiB still get one exact
-// allocation, as they did when it was made from Content-Length.
+// stalled or lying origin then pins at most 64 KiB or sixteen times what it
+// really sent. Bodies of known length up to 64 KiB get one exact
+// allocation, up to 1 MiB two, up to 16 MiB three: each step copies what
+// came before, and on a miss every copy and every fresh allocation of a
+// large buffer (which the kernel must back with pages) is time the caller
+// waits.
 const (
 	minBuffer   = 512      // first allocation for a body of unknown length
 	knownBuffer = 64 << 10 // first allocation when the length is known
+	knownGrowth = 16       // growth factor when the length is known
 )
 
 var errReadAfterClose = errors.New("etagcache: read on closed response body")
@@ -215,7 +219,7 @@ func (b *storingBody) keep(p []byte) bool {
 		first := int64(minBuffer)
 		if b.want >= 0 {
 			// Fewer copies where the end is known: the last step lands on it.
-			c *= 2
+			c = knownGrowth * int64(cap(b.buf))
 			first = knownBuffer
 		}
 		c = min(max(c, need, first), limit, math.MaxInt)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -140,6 +141,7 @@ type BoltStore struct {
 	path, lockPath string
 	cfg            boltConfig
 	allocSize      int
+	mapSize        int      // address space the kept write handle maps (see boltMapSize)
 	genFile        *os.File // the lock file, only ever read (never locked) through it
 
 	closeMu sync.RWMutex // shared by every method, exclusive in Close
@@ -247,6 +249,7 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 	s := &BoltStore{
 		path: path, lockPath: path + ".lock", cfg: cfg, genFile: genFile,
 		allocSize: int(min(max(cfg.maxBytes/64, 64<<10), 16<<20)),
+		mapSize:   boltMapSize(cfg.maxBytes),
 		pending:   make(map[string]*boltPending), used: make(map[string]int64),
 		kick: make(chan struct{}, 1), stopped: make(chan struct{}), closing: make(chan struct{}),
 		cache: newEntryCache(cfg.cache),
@@ -263,6 +266,21 @@ func OpenBoltStore(path string, opts ...BoltOption) (*BoltStore, error) {
 	}
 	go s.writer()
 	return s, nil
+}
+
+// boltMapSize is how much address space the write handle maps when it
+// opens the file: room for the file at its largest (1.25 times the bound
+// plus a growth step), up to 1 GiB, on 64-bit platforms. Only address
+// space: the kernel backs the pages the file has, as they are read. Growing
+// a file past its mapping makes bbolt map it anew, in the middle of a
+// commit, after copying every key and value of the transaction (a body of
+// 1 MiB included) out of the old mapping; a file that starts empty and grows
+// to 64 MiB would do so 11 times.
+func boltMapSize(maxBytes int64) int {
+	if strconv.IntSize < 64 {
+		return 0 // bbolt's own doubling: address space is scarce
+	}
+	return int(min(maxBytes/4*5+32<<20, 1<<30))
 }
 
 // boltPathError explains an error creating the store's folder or files:

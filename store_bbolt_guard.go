@@ -142,15 +142,19 @@ func checkBoltMetas(path string) error {
 
 // openBoltDB opens the bbolt file for one operation. Commits do not sync
 // (the store syncs on its own schedule), and the file grows by small steps
-// so that it stays close to what it holds.
-func openBoltDB(path string, readOnly bool, allocSize int, timeout time.Duration) (*bolt.DB, *os.File, error) {
+// so that it stays close to what it holds. mapSize, if positive, is how
+// much of the address space bbolt maps from the start: a file that grows
+// within it is never mapped again, and each new mapping would make bbolt
+// copy every value the transaction holds, bodies included, out of the old
+// one (see boltMapSize).
+func openBoltDB(path string, readOnly bool, allocSize, mapSize int, timeout time.Duration) (*bolt.DB, *os.File, error) {
 	if err := checkBoltMetas(path); err != nil {
 		return nil, nil, err
 	}
 	var f *os.File
 	opts := &bolt.Options{
 		Timeout: max(timeout, time.Millisecond), ReadOnly: readOnly,
-		NoSync: true, NoGrowSync: true, FreelistType: bolt.FreelistMapType,
+		NoSync: true, NoGrowSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: mapSize,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			var err error
 			f, err = os.OpenFile(name, flag, perm)

@@ -96,7 +96,11 @@ func (s *BoltStore) sessionOnce(ctx context.Context, write bool, fn func(db *bol
 	if db == nil {
 		damaged, _ = os.Stat(s.path)
 		var f *os.File
-		db, f, err = openBoltDB(s.path, !write, s.allocSize, s.cfg.lockTimeout)
+		mapSize := 0
+		if write {
+			mapSize = s.mapSize
+		}
+		db, f, err = openBoltDB(s.path, !write, s.allocSize, mapSize, s.cfg.lockTimeout)
 		if !write && errors.Is(err, fs.ErrNotExist) {
 			return nil, ErrNotFound // removed by hand: nothing stored; the next write makes a new file
 		}
@@ -163,7 +167,7 @@ func (s *BoltStore) setAside(lk *boltLock, damaged os.FileInfo, cause error) err
 		s.cfg.log.Warn("etagcache: the cache file was damaged or not a cache; it was set aside and an empty cache started",
 			"path", s.path, "moved_to", aside, "reason", cause)
 	}
-	db, _, err := openBoltDB(s.path, false, s.allocSize, s.cfg.lockTimeout)
+	db, _, err := openBoltDB(s.path, false, s.allocSize, 0, s.cfg.lockTimeout)
 	if err != nil {
 		return err
 	}
