@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// The layout of a BoltStore file, schema version 2:
+// The layout of a BoltStore file, schema version 3:
 //
 //	bucket "etagcache": "version" → uint64 big-endian (the schema marker),
 //	                    "large:" | record key | body id → "" (see putLarge)
@@ -23,21 +24,28 @@ import (
 // the length of key and variant, so all variants of a key share a prefix.
 // A meta record is
 //
-//	CRC-32C of the rest | last use (int64 Unix ns) | body length (uint64) |
-//	CRC-32C of the body | body id (uint64) | EncodeEntryMeta
+//	CRC-32C of the rest but an inline body | last use (int64 Unix ns) |
+//	body length (uint64) | CRC-32C of the body | body id (uint64) |
+//	EncodeEntryMeta | inline body
 //
-// all big-endian. The body is cut into chunks of at most boltChunk bytes
-// (none for an empty body), numbered from 0 (uint32 big-endian) in a bucket
-// of their own, named by the record key and the body id, a random number
-// drawn for each body written: a body is only ever written under a fresh
-// id, and the meta record that names it is written last, so a reader never
-// sees a meta record with another body's chunks. A bucket per body keeps
-// the large chunks of one body out of the pages of others: bbolt rewrites
-// a whole leaf page, values included, when it inserts a key into it. The checksums are verified on
-// every read: a record that fails is a miss and is removed.
+// all big-endian. A body of at most boltInlineMax bytes is inline: it ends
+// the meta record itself, and the body id is 0. A larger body is cut into
+// chunks of at most boltChunk bytes, numbered from 0 (uint32 big-endian) in
+// a bucket of their own, named by the record key and the body id, a random
+// non-zero number drawn for each body written: a body is only ever written
+// under a fresh id, and the meta record that names it is written last, so a
+// reader never sees a meta record with another body's chunks. A bucket per
+// body keeps the large chunks of one body out of the pages of others: bbolt
+// rewrites a whole leaf page, values included, when it inserts a key into
+// it. A small body inline costs one record, one leaf page to write, instead
+// of two records in two random places of two trees and a bucket. The
+// checksums are verified on every read: a record that fails is a miss and
+// is removed.
 //
 // Any change to this layout must change boltSchemaVersion. Files of version
-// 1 (no checksums) are emptied and upgraded when opened.
+// 1 (no checksums) are emptied and upgraded when opened. Version 2 had no
+// inline bodies (its records are records of version 3): its files are used
+// as they are, and marked version 3 by the first write of an inline body.
 var (
 	boltSchemaBucket = []byte("etagcache")
 	boltVersionKey   = []byte("version")
@@ -49,11 +57,14 @@ var (
 )
 
 const (
-	boltSchemaVersion = 2
-	boltMetaPrefix    = 4 + 8 + 8 + 4 + 8
-	boltRecordKeyLen  = 2*sha256.Size + 1
-	boltBodyKeyLen    = boltRecordKeyLen + 8
-	boltChunk         = 1 << 20
+	boltSchemaVersion = 3
+	// boltInlineMax bounds the bodies kept inside their meta record: two
+	// such records still share a 4 KiB page.
+	boltInlineMax    = 1536
+	boltMetaPrefix   = 4 + 8 + 8 + 4 + 8
+	boltRecordKeyLen = 2*sha256.Size + 1
+	boltBodyKeyLen   = boltRecordKeyLen + 8
+	boltChunk        = 1 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -63,8 +74,9 @@ type boltMetaRecord struct {
 	used    int64
 	bodyLen uint64
 	bodyCRC uint32
-	bodyID  uint64
+	bodyID  uint64 // 0: the body is inline
 	meta    []byte // EncodeEntryMeta
+	body    []byte // the inline body
 }
 
 func (m *boltMetaRecord) append(b []byte) []byte {
@@ -76,32 +88,58 @@ func (m *boltMetaRecord) append(b []byte) []byte {
 	b = binary.BigEndian.AppendUint64(b, m.bodyID)
 	b = append(b, m.meta...)
 	binary.BigEndian.PutUint32(b[start:], crc32.Checksum(b[start+4:], castagnoli))
+	if m.bodyID == 0 {
+		b = append(b, m.body...) // under its own checksum, bodyCRC
+	}
 	return b
 }
 
+// bytes returns the record, in new memory (never aliasing m.meta or m.body).
 func (m *boltMetaRecord) bytes() []byte {
-	return m.append(make([]byte, 0, boltMetaPrefix+len(m.meta)))
+	return m.append(make([]byte, 0, boltMetaPrefix+len(m.meta)+len(m.body)))
+}
+
+// boltBodyID draws the id of a body written in chunks: random, never 0,
+// which marks an inline body.
+func boltBodyID() uint64 {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return id
+		}
+	}
 }
 
 // chunks is the number of body chunks.
 func (m *boltMetaRecord) chunks() uint64 { return (m.bodyLen + boltChunk - 1) / boltChunk }
 
-// parseBoltMetaRecord checks the record's checksum and splits it; meta
-// aliases v.
+// parseBoltMetaRecord checks the record's checksum and splits it; meta and
+// body alias v. An inline body is not checked here (see readBoltEntry): the
+// record's checksum covers its length, so a body cut or grown fails it.
 func parseBoltMetaRecord(v []byte) (boltMetaRecord, error) {
 	if len(v) < boltMetaPrefix {
 		return boltMetaRecord{}, fmt.Errorf("%w: meta record of %d bytes", ErrCorruptEntry, len(v))
 	}
-	if crc32.Checksum(v[4:], castagnoli) != binary.BigEndian.Uint32(v) {
-		return boltMetaRecord{}, fmt.Errorf("%w: meta record fails its checksum", ErrCorruptEntry)
-	}
-	return boltMetaRecord{
+	m := boltMetaRecord{
 		used:    int64(binary.BigEndian.Uint64(v[4:])),
 		bodyLen: binary.BigEndian.Uint64(v[12:]),
 		bodyCRC: binary.BigEndian.Uint32(v[20:]),
 		bodyID:  binary.BigEndian.Uint64(v[24:]),
-		meta:    v[boltMetaPrefix:],
-	}, nil
+	}
+	end := uint64(len(v))
+	if m.bodyID == 0 {
+		if m.bodyLen > end-boltMetaPrefix {
+			return boltMetaRecord{}, fmt.Errorf("%w: meta record shorter than its inline body", ErrCorruptEntry)
+		}
+		end -= m.bodyLen
+	}
+	if crc32.Checksum(v[4:end], castagnoli) != binary.BigEndian.Uint32(v) {
+		return boltMetaRecord{}, fmt.Errorf("%w: meta record fails its checksum", ErrCorruptEntry)
+	}
+	m.meta = v[boltMetaPrefix:end]
+	if m.bodyID == 0 {
+		m.body = v[end:]
+	}
+	return m, nil
 }
 
 // boltSize is what an entry counts against the size bound: the bytes of
@@ -109,6 +147,9 @@ func parseBoltMetaRecord(v []byte) (boltMetaRecord, error) {
 // per-element header (16 bytes) for each, and the header of the body's
 // bucket.
 func boltSize(m *boltMetaRecord) int64 {
+	if m.bodyID == 0 {
+		return boltRecordKeyLen + int64(boltMetaPrefix+len(m.meta)) + 16 + int64(m.bodyLen)
+	}
 	n := int64(m.chunks())
 	return boltRecordKeyLen + int64(boltMetaPrefix+len(m.meta)) + 16 + boltBodyKeyLen + 16 + 16 + int64(m.bodyLen) + n*(4+16)
 }
@@ -226,6 +267,14 @@ func readBoltEntry(tx *bolt.Tx, rk []byte, maxBody uint64) (*Entry, *boltMetaRec
 		}
 		return e, &m, nil
 	}
+	if m.bodyID == 0 {
+		if crc32.Checksum(m.body, castagnoli) != m.bodyCRC {
+			return nil, nil, fmt.Errorf("%w: body fails its checksum", ErrCorruptEntry)
+		}
+		e.Body = bytes.Clone(m.body)
+		m.body = e.Body
+		return e, &m, nil
+	}
 	sub := tx.Bucket(boltBodyBucket).Bucket(boltBodyKey(rk, m.bodyID))
 	if sub == nil {
 		return nil, nil, fmt.Errorf("%w: body missing", ErrCorruptEntry)
@@ -269,7 +318,7 @@ func checkBoltSchema(tx *bolt.Tx) (fresh bool, err error) {
 	switch n := binary.BigEndian.Uint64(v); {
 	case n == 1:
 		return true, nil
-	case n != boltSchemaVersion:
+	case n != boltSchemaVersion && n != 2: // version 2 is a subset of 3
 		return false, fmt.Errorf("%w: schema version %d, this etagcache supports version %d", ErrIncompatibleFile, n, boltSchemaVersion)
 	}
 	if tx.Bucket(boltMetaBucket) == nil || tx.Bucket(boltBodyBucket) == nil {
@@ -303,6 +352,16 @@ func makeBoltSchema(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return err
 		}
+	}
+	return sb.Put(boltVersionKey, binary.BigEndian.AppendUint64(nil, boltSchemaVersion))
+}
+
+// markBoltSchema makes sure the file says it is of this schema version:
+// one of version 2 is marked 3 before it gets an inline body.
+func markBoltSchema(tx *bolt.Tx) error {
+	sb := tx.Bucket(boltSchemaBucket)
+	if v := sb.Get(boltVersionKey); len(v) == 8 && binary.BigEndian.Uint64(v) == boltSchemaVersion {
+		return nil
 	}
 	return sb.Put(boltVersionKey, binary.BigEndian.AppendUint64(nil, boltSchemaVersion))
 }

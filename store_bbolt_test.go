@@ -188,7 +188,7 @@ func TestBoltStoreRefusesFilesThatAreNotStores(t *testing.T) {
 		{text, "not a bbolt database"},
 		{bigText, "not a bbolt database"},
 		{foreign, "another program"},
-		{newer, "schema version 99, this etagcache supports version 2"},
+		{newer, "schema version 99, this etagcache supports version 3"},
 	} {
 		t.Run(filepath.Base(c.path), func(t *testing.T) {
 			before, err := os.ReadFile(c.path)

@@ -6,7 +6,6 @@ import (
 	"container/list"
 	"encoding/binary"
 	"hash/crc32"
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -20,6 +19,7 @@ type boltWrite struct {
 	tx      *bolt.Tx
 	now     int64
 	changed bool // the transaction wrote something
+	marked  bool // the schema marker is known to be this version's
 	removed []string
 	stored  map[string]*Entry
 	headers map[string]*Entry // header-only updates
@@ -134,10 +134,17 @@ func (w *boltWrite) remove(rk []byte) error {
 	return nil
 }
 
-// put writes e under rk: its body under a fresh id, then its meta record;
-// the previous body's chunks are removed.
+// put writes e under rk: a small body inside its meta record, a larger one
+// under a fresh id, then its meta record; the previous body's chunks are
+// removed.
 func (w *boltWrite) put(rk []byte, e *Entry, at int64) error {
-	m := boltMetaRecord{used: at, bodyLen: uint64(len(e.Body)), bodyID: rand.Uint64(), meta: EncodeEntryMeta(e)}
+	m := boltMetaRecord{used: at, bodyLen: uint64(len(e.Body)), meta: EncodeEntryMeta(e)}
+	inline := len(e.Body) <= boltInlineMax
+	if inline {
+		m.body = e.Body
+	} else {
+		m.bodyID = boltBodyID()
+	}
 	if boltSize(&m) > w.s.cfg.maxBytes {
 		if _, ok := boltGet(w.tx.Bucket(boltMetaBucket), rk); ok {
 			return w.remove(rk)
@@ -145,8 +152,16 @@ func (w *boltWrite) put(rk []byte, e *Entry, at int64) error {
 		return nil
 	}
 	m.bodyCRC = crc32.Checksum(e.Body, castagnoli)
-	if err := putBoltChunks(w.tx, rk, m.bodyID, e.Body, 0); err != nil {
-		return err
+	if inline && !w.marked {
+		if err := markBoltSchema(w.tx); err != nil {
+			return err
+		}
+		w.marked = true
+	}
+	if !inline {
+		if err := putBoltChunks(w.tx, rk, m.bodyID, e.Body, 0); err != nil {
+			return err
+		}
 	}
 	return w.setRecord(rk, &m, e)
 }

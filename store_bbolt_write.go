@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -211,7 +210,7 @@ func (s *BoltStore) maybeCompact(db *bolt.DB) error {
 // OpenBoltStore removes. bbolt copies what a transaction writes, so this
 // bounds the store's own copy of the body to 8 MiB.
 func (s *BoltStore) putLarge(ctx context.Context, rk []byte, e *Entry) error {
-	m := boltMetaRecord{bodyLen: uint64(len(e.Body)), bodyID: rand.Uint64(), meta: EncodeEntryMeta(e)}
+	m := boltMetaRecord{bodyLen: uint64(len(e.Body)), bodyID: boltBodyID(), meta: EncodeEntryMeta(e)}
 	if boltSize(&m) > s.cfg.maxBytes {
 		return s.commit(ctx, func(w *boltWrite) error { return w.remove(rk) })
 	}
