@@ -3,6 +3,7 @@ package etagcache
 import (
 	"context"
 	"errors"
+	"hash/crc32"
 	"io"
 	"math"
 	"sync"
@@ -54,9 +55,16 @@ type storingBody struct {
 	// remainderWait bounds how long Close reads a remainder (tests shorten it).
 	remainderWait time.Duration
 
+	// withSum makes the body keep the CRC-32C (Castagnoli) of what it
+	// kept, computed as the bytes arrive, while they are still in the
+	// processor's cache: a store that checksums bodies (BoltStore) then
+	// need not read the whole body again. Set before the first Read.
+	withSum bool
+
 	mu      sync.Mutex // guards the fields below, never held across rc.Read
 	buf     []byte
-	reading bool // a Read is inside rc.Read
+	sum     uint32 // CRC-32C of buf, when withSum
+	reading bool   // a Read is inside rc.Read
 	closed  bool
 	done    bool // committed or abandoned: nothing more is kept
 }
@@ -228,7 +236,17 @@ func (b *storingBody) keep(p []byte) bool {
 		b.buf = nb
 	}
 	b.buf = append(b.buf, p...)
+	if b.withSum {
+		b.sum = crc32.Update(b.sum, castagnoli, p)
+	}
 	return true
+}
+
+// checksum returns the CRC-32C of the bytes kept (see withSum).
+func (b *storingBody) checksum() uint32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sum
 }
 
 func (b *storingBody) abandon() {

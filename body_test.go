@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"net/http"
@@ -494,6 +495,38 @@ func BenchmarkStoringBody(b *testing.B) {
 				if kept == 0 {
 					b.Fatal("nothing kept")
 				}
+			})
+		}
+	}
+}
+
+// The CRC-32C a storing body keeps for a checksumming store is that of the
+// body committed: for known and unknown lengths, bodies read in many small
+// reads, and a remainder read by Close.
+func TestStoringBodyChecksum(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdefghij"), 7000) // 140,000 bytes
+	for _, known := range []bool{true, false} {
+		for _, stopAt := range []int{len(data), len(data) - 100} {
+			t.Run(fmt.Sprintf("known=%v/closed-%d-before-end", known, len(data)-stopAt), func(t *testing.T) {
+				cl := int64(-1)
+				if known {
+					cl = int64(len(data))
+				}
+				var got []byte
+				var b *storingBody
+				var sum uint32
+				b = newStoringBody(context.Background(), io.NopCloser(&stepReader{data: data, step: 999}), cl, 16<<20,
+					func(body []byte) { got, sum = body, b.checksum() })
+				b.withSum = true
+				_, err := io.ReadFull(b, make([]byte, stopAt))
+				require.NoError(t, err)
+				if stopAt == len(data) {
+					_, err = b.Read(make([]byte, 1))
+					require.ErrorIs(t, err, io.EOF)
+				}
+				require.NoError(t, b.Close())
+				require.Equal(t, data, got)
+				assert.Equal(t, crc32.Checksum(data, castagnoli), sum)
 			})
 		}
 	}

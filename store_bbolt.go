@@ -195,14 +195,25 @@ type boltItem struct {
 }
 
 type boltPending struct {
-	e   *Entry
-	seq uint64
-	at  int64 // when Put was called: the entry's first use
+	e      *Entry
+	seq    uint64
+	at     int64  // when Put was called: the entry's first use
+	sum    uint32 // CRC-32C of e.Body, if hasSum
+	hasSum bool
+}
+
+// checksumPutter is a Store that takes, with the entry, the CRC-32C
+// (Castagnoli) of its body, which the transport computes as the body
+// arrives (see storingBody.withSum). A wrong sum is never served: the entry
+// then fails its checksum when it is read back, and is a miss.
+type checksumPutter interface {
+	putChecksummed(ctx context.Context, key, variant string, e *Entry, sum uint32) error
 }
 
 var (
-	_ Store         = (*BoltStore)(nil)
-	_ HeaderUpdater = (*BoltStore)(nil)
+	_ Store          = (*BoltStore)(nil)
+	_ HeaderUpdater  = (*BoltStore)(nil)
+	_ checksumPutter = (*BoltStore)(nil)
 )
 
 // OpenBoltStore opens the store file at path, creating it (mode 0600), its
@@ -360,6 +371,16 @@ func (s *BoltStore) touch(rk string) {
 // are waiting, or the body itself is larger, Put writes synchronously. A
 // write-behind that fails is logged. The store keeps e, never a copy of it.
 func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) error {
+	return s.put(ctx, key, variant, &boltPending{e: e})
+}
+
+// putChecksummed is Put of an entry whose body's CRC-32C the caller knows.
+func (s *BoltStore) putChecksummed(ctx context.Context, key, variant string, e *Entry, sum uint32) error {
+	return s.put(ctx, key, variant, &boltPending{e: e, sum: sum, hasSum: true})
+}
+
+func (s *BoltStore) put(ctx context.Context, key, variant string, p *boltPending) error {
+	e := p.e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -370,14 +391,15 @@ func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) erro
 	}
 	rk := boltRecordKey(key, variant)
 	if len(e.Body) > boltPendingMax {
-		return s.putLarge(ctx, rk, e)
+		return s.putLarge(ctx, rk, p)
 	}
 	s.mu.Lock()
-	if p := s.pending[string(rk)]; p != nil {
-		s.pendSize -= int64(len(p.e.Body))
+	if old := s.pending[string(rk)]; old != nil {
+		s.pendSize -= int64(len(old.e.Body))
 	}
 	s.pendSeq++
-	s.pending[string(rk)] = &boltPending{e: e, seq: s.pendSeq, at: time.Now().UnixNano()}
+	p.seq, p.at = s.pendSeq, time.Now().UnixNano()
+	s.pending[string(rk)] = p
 	s.pendSize += int64(len(e.Body))
 	full := s.pendSize > boltPendingMax
 	s.mu.Unlock()

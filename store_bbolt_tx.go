@@ -137,8 +137,9 @@ func (w *boltWrite) remove(rk []byte) error {
 // put writes e under rk: a small body inside its meta record, a larger one
 // under a fresh id, then its meta record; the previous body's chunks are
 // removed.
-func (w *boltWrite) put(rk []byte, e *Entry, at int64) error {
-	m := boltMetaRecord{used: at, bodyLen: uint64(len(e.Body)), meta: EncodeEntryMeta(e)}
+func (w *boltWrite) put(rk []byte, p *boltPending) error {
+	e := p.e
+	m := boltMetaRecord{used: p.at, bodyLen: uint64(len(e.Body)), meta: EncodeEntryMeta(e)}
 	inline := len(e.Body) <= boltInlineMax
 	if inline {
 		m.body = e.Body
@@ -151,7 +152,7 @@ func (w *boltWrite) put(rk []byte, e *Entry, at int64) error {
 		}
 		return nil
 	}
-	m.bodyCRC = crc32.Checksum(e.Body, castagnoli)
+	m.bodyCRC = p.bodySum()
 	if inline && !w.marked {
 		if err := markBoltSchema(w.tx); err != nil {
 			return err
@@ -303,4 +304,12 @@ func (w *boltWrite) evict() error {
 			return err
 		}
 	}
+}
+
+// bodySum is the CRC-32C of the body: as the caller gave it, or computed.
+func (p *boltPending) bodySum() uint32 {
+	if p.hasSum {
+		return p.sum
+	}
+	return crc32.Checksum(p.e.Body, castagnoli)
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"runtime"
 	"slices"
@@ -80,7 +79,7 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 				}
 			}
 			for _, q := range batch {
-				if err := w.put([]byte(q.rk), q.p.e, q.p.at); err != nil {
+				if err := w.put([]byte(q.rk), q.p); err != nil {
 					return err
 				}
 			}
@@ -209,12 +208,13 @@ func (s *BoltStore) maybeCompact(db *bolt.DB) error {
 // checked to be there. A crash in between leaves chunks that the next
 // OpenBoltStore removes. bbolt copies what a transaction writes, so this
 // bounds the store's own copy of the body to 8 MiB.
-func (s *BoltStore) putLarge(ctx context.Context, rk []byte, e *Entry) error {
+func (s *BoltStore) putLarge(ctx context.Context, rk []byte, p *boltPending) error {
+	e := p.e
 	m := boltMetaRecord{bodyLen: uint64(len(e.Body)), bodyID: boltBodyID(), meta: EncodeEntryMeta(e)}
 	if boltSize(&m) > s.cfg.maxBytes {
 		return s.commit(ctx, func(w *boltWrite) error { return w.remove(rk) })
 	}
-	m.bodyCRC = crc32.Checksum(e.Body, castagnoli)
+	m.bodyCRC = p.bodySum()
 	const group = 8
 	mark := append(bytes.Clone(boltLargeMark), boltBodyKey(rk, m.bodyID)...)
 	for first := uint64(0); first < m.chunks(); first += group {

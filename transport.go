@@ -478,9 +478,17 @@ func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sen
 // storeAtEOF arranges for e, with resp's body, to be put in the store
 // under key and variant once the caller has read that body to its end.
 func (t *Transport) storeAtEOF(ctx context.Context, resp *http.Response, key, variant string, e *Entry) {
-	resp.Body = newStoringBody(ctx, resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
+	cp, withSum := t.store.(checksumPutter)
+	var sb *storingBody
+	sb = newStoringBody(ctx, resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
 		e.Body = body
-		if err := t.store.Put(ctx, key, variant, e); err != nil {
+		var err error
+		if withSum {
+			err = cp.putChecksummed(ctx, key, variant, e, sb.checksum())
+		} else {
+			err = t.store.Put(ctx, key, variant, e)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				t.storeFailed(ctx, "put", key, err)
 			}
@@ -488,6 +496,8 @@ func (t *Transport) storeAtEOF(ctx context.Context, resp *http.Response, key, va
 		}
 		t.stats.stored.Add(1)
 	})
+	sb.withSum = withSum
+	resp.Body = sb
 }
 
 // storable reports whether a response to a GET may be stored, and the Vary
