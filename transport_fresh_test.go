@@ -473,6 +473,48 @@ func TestFreshHitHeaderIsTheCallers(t *testing.T) {
 	assert.Equal(t, int64(0), ms.Size(), "the template's bytes left with the entry")
 }
 
+// Concurrent hits while the clock moves: every response's Age and ttl come
+// from the same moment (they add up to the lifetime), and the store counts
+// one template for the entry at the end.
+func TestFreshHitTemplatesUnderConcurrency(t *testing.T) {
+	clk := newFakeClock()
+	o := newFreshOrigin(t, clk, "max-age=3600", `"v1"`, "hello")
+	ms := NewMemoryStore(0)
+	tr := NewTransport(ms, WithBase(&http.Transport{}), WithFreshness(true))
+	tr.fx.clock = clk.Now
+	t.Cleanup(tr.CloseIdleConnections)
+	_, _ = getBody(t, tr, o.URL)
+	stored := ms.Size()
+
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				if g == 0 && i%10 == 0 {
+					clk.Advance(time.Second)
+				}
+				req, _ := http.NewRequest(http.MethodGet, o.URL, nil)
+				resp, err := tr.RoundTrip(req)
+				if !assert.NoError(t, err) {
+					return
+				}
+				_ = resp.Body.Close()
+				age, _ := strconv.Atoi(resp.Header.Get("Age"))
+				var ttl int
+				_, err = fmt.Sscanf(resp.Header.Get("Cache-Status"), "etagcache; hit; ttl=%d", &ttl)
+				assert.NoError(t, err)
+				assert.Equal(t, 3600, age+ttl, "Age and ttl of different moments")
+			}
+		}()
+	}
+	wg.Wait()
+	last, _ := getBody(t, tr, o.URL)
+	assert.Equal(t, stored+templateSize(len(last.Header)), ms.Size())
+	assert.Equal(t, int64(1), o.gets.Load())
+}
+
 // RFC 9111 §4.1: semantically equal Accept-* lists select the same variant.
 func TestVaryDigestNormalisesAcceptLists(t *testing.T) {
 	names := []string{"Accept-Language"}
