@@ -26,6 +26,12 @@ func requestKey(req *http.Request) string {
 
 // targetKey builds a key with a single allocation: it runs on every request.
 func targetKey(u *url.URL, hostField string) string {
+	var buf [256]byte
+	return string(appendTargetKey(buf[:0], u, hostField))
+}
+
+// appendTargetKey appends the key of u, sent with hostField as Host, to dst.
+func appendTargetKey(dst []byte, u *url.URL, hostField string) []byte {
 	scheme, host := lowerASCII(u.Scheme), u.Host
 	if hostField != "" {
 		host = hostField
@@ -53,10 +59,11 @@ func targetKey(u *url.URL, hostField string) string {
 	if path == "" {
 		path = "/"
 	}
+	dst = append(append(append(append(dst, scheme...), "://"...), host...), path...)
 	if u.RawQuery != "" || u.ForceQuery {
-		return scheme + "://" + host + path + "?" + u.RawQuery
+		dst = append(append(dst, '?'), u.RawQuery...)
 	}
-	return scheme + "://" + host + path
+	return dst
 }
 
 // requestURL returns the URL of the request target that is really sent,
@@ -95,6 +102,9 @@ var credentialFields = [...]string{"Authorization", "Cookie", "Proxy-Authorizati
 // h is the request's header with canonical keys. Raw credentials never
 // leave this function.
 func partition(h http.Header, u *url.URL) string {
+	if len(h) == 0 && u.User == nil {
+		return "" // the commonest request: nothing to hash
+	}
 	var user string
 	if u.User != nil {
 		user = u.User.String()

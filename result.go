@@ -51,24 +51,31 @@ func ResultOf(resp *http.Response) Result {
 	}
 	vs := resp.Header[HeaderCacheStatus]
 	// Ours is the last member: we are the cache closest to the caller.
+	// (Read without splitting, so that asking costs no allocation.)
 	for i := len(vs) - 1; i >= 0; i-- {
-		members := strings.Split(vs[i], ",")
-		for j := len(members) - 1; j >= 0; j-- {
-			if r, ok := parseMember(members[j]); ok {
+		for rest := vs[i]; ; {
+			j := strings.LastIndexByte(rest, ',')
+			if r, ok := parseMember(rest[j+1:]); ok {
 				return r
 			}
+			if j < 0 {
+				break
+			}
+			rest = rest[:j]
 		}
 	}
 	return ResultNone
 }
 
 func parseMember(m string) (Result, bool) {
-	params := strings.Split(m, ";")
-	if strings.TrimSpace(params[0]) != cacheName {
+	name, params, _ := strings.Cut(m, ";")
+	if strings.TrimSpace(name) != cacheName {
 		return ResultNone, false
 	}
 	r := ResultNone
-	for _, p := range params[1:] {
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
 		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
 		switch {
 		case k == "hit":

@@ -46,6 +46,8 @@ type Entry struct {
 	// last revalidated) the entry was sent and its response received.
 	RequestTime  time.Time
 	ResponseTime time.Time
+
+	memo *entryMemo // see withMemo
 }
 
 // Store keeps entries for the transport. Entries are grouped by key (the

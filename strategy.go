@@ -107,13 +107,10 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 		return decision{action: actFetch}
 	}
 	d := decision{fwd: "stale"}
-	rcc := parseCacheControl(e.Header)
-	date, ok := httpDate(e.Header.Get("Date"))
-	if !ok {
-		date = e.ResponseTime // a missing or invalid Date reads as the time of receipt
-	}
-	d.age = currentAge(e, date, now)
-	lifetime := freshnessLifetime(e, rcc, date, cfg)
+	f := factsOf(e)
+	rcc := f.cc
+	d.age = currentAge(e, f, now)
+	lifetime := freshnessLifetime(e.Status, f, cfg)
 	d.ttl = lifetime - d.age
 	staleness := -d.ttl
 
@@ -129,7 +126,7 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 		return d
 	}
 	validators := func() bool {
-		d.etag, d.lastModified = e.Header.Get("Etag"), validLastModified(e.Header)
+		d.etag, d.lastModified = f.etag, f.validLM
 		return d.etag != "" || d.lastModified != ""
 	}
 	revalidate := func(fwd string) decision {
@@ -220,12 +217,13 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 //	corrected_initial_age = max(apparent_age, corrected_age_value)
 //	current_age = corrected_initial_age + (now - response_time)
 //
-// where date is the response's Date (or its time of receipt). The result
-// is rounded down to whole seconds, the resolution of the fields involved.
-func currentAge(e *Entry, date, now time.Time) time.Duration {
-	apparent := max(0, e.ResponseTime.Sub(date))
+// where date_value is the response's Date (or its time of receipt, when it
+// has no valid Date). The result is rounded down to whole seconds, the
+// resolution of the fields involved.
+func currentAge(e *Entry, f *entryFacts, now time.Time) time.Duration {
+	apparent := max(0, e.ResponseTime.Sub(f.date))
 	delay := max(0, e.ResponseTime.Sub(e.RequestTime))
-	corrected := seconds(ageValue(e.Header)) + delay
+	corrected := seconds(f.age) + delay
 	age := max(apparent, corrected) + max(0, now.Sub(e.ResponseTime))
 	return age.Truncate(time.Second)
 }
@@ -235,28 +233,24 @@ func currentAge(e *Entry, date, now time.Time) time.Duration {
 // Expires is already expired, §5.3), else a heuristic for a response with
 // Last-Modified and a status that allows it (§4.2.2). s-maxage is for shared
 // caches; we are a private one and ignore it.
-func freshnessLifetime(e *Entry, rcc cacheControl, date time.Time, cfg freshConfig) time.Duration {
-	if rcc.maxAge >= 0 {
-		return seconds(rcc.maxAge)
+func freshnessLifetime(status int, f *entryFacts, cfg freshConfig) time.Duration {
+	if f.cc.maxAge >= 0 {
+		return seconds(f.cc.maxAge)
 	}
-	if vs, present := e.Header["Expires"]; present {
-		if len(vs) != 1 {
+	if f.expiresSet {
+		if !f.expiresOK {
 			return 0
 		}
-		exp, ok := httpDate(vs[0])
-		if !ok {
-			return 0
-		}
-		return max(0, exp.Sub(date))
+		return max(0, f.expires.Sub(f.date))
 	}
-	if !heuristicallyCacheable(e.Status) {
+	if !heuristicallyCacheable(status) {
 		return 0
 	}
-	lm, ok := httpDate(e.Header.Get("Last-Modified"))
-	if !ok || !lm.Before(date) {
+	lm := f.lastModified
+	if !f.lastModifiedOK || !lm.Before(f.date) {
 		return 0
 	}
-	h := time.Duration(float64(date.Sub(lm)) * cfg.heuristicFraction)
+	h := time.Duration(float64(f.date.Sub(lm)) * cfg.heuristicFraction)
 	if cfg.heuristicCap > 0 {
 		h = min(h, cfg.heuristicCap)
 	}
@@ -267,10 +261,6 @@ func freshnessLifetime(e *Entry, rcc cacheControl, date time.Time, cfg freshConf
 // own (max-age or Expires) or a heuristic one, so that freshness mode may
 // store it even without a validator.
 func hasLifetime(h http.Header, status int, now time.Time, cfg freshConfig) bool {
-	e := &Entry{Status: status, Header: h, RequestTime: now, ResponseTime: now}
-	date, ok := httpDate(h.Get("Date"))
-	if !ok {
-		date = now
-	}
-	return freshnessLifetime(e, parseCacheControl(h), date, cfg) > 0
+	f := parseFacts(&Entry{Status: status, Header: h, RequestTime: now, ResponseTime: now})
+	return freshnessLifetime(status, &f, cfg) > 0
 }

@@ -198,10 +198,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	h := canonicalHeader(req.Header)
 	body := req.Body != nil && req.Body != http.NoBody
-	if t.fx.cfg.enabled && plainRange(h) && !body && !hasDirective(h, "no-store") && !withoutStore(req.Context()) {
+	bypass := body || hasDirective(h, "no-store") || withoutStore(req.Context())
+	if t.fx.cfg.enabled && !bypass && plainRange(h) {
 		return t.getRange(req, h)
 	}
-	if hasConditional(h) || hasDirective(h, "no-store") || withoutStore(req.Context()) || body {
+	if bypass || hasConditional(h) {
 		t.stats.bypassed.Add(1)
 		resp, err := t.send(req)
 		if err != nil {
@@ -249,13 +250,8 @@ type lookup struct {
 // primary's Vary names. So a request costs one store read, or two when it
 // wants another variant.
 func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) (lookup, error) {
-	l := lookup{key: t.keyOf(req), h: h, vary: h, fwd: "uri-miss"}
-	if t.partitionOf != nil {
-		l.part = hookPartition(t.partitionOf(req))
-		l.vary = withoutCredentials(h)
-	} else {
-		l.part = partition(h, req.URL)
-	}
+	l := lookup{key: t.keyOf(req), h: h, fwd: "uri-miss"}
+	l.part, l.vary = t.partitionFor(req, h)
 	e, err := t.storeGet(ctx, l.key, l.part)
 	if e == nil {
 		return l, err
@@ -272,6 +268,15 @@ func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) 
 		l.entry, l.variant = e, l.secondary
 	}
 	return l, err
+}
+
+// partitionFor returns the partition of a request with header h, and the
+// header its Vary values are read from.
+func (t *Transport) partitionFor(req *http.Request, h http.Header) (string, http.Header) {
+	if t.partitionOf != nil {
+		return hookPartition(t.partitionOf(req)), withoutCredentials(h)
+	}
+	return partition(h, req.URL), h
 }
 
 // storeGet reads one entry. Store failures are logged and read as a miss;
@@ -311,6 +316,9 @@ func (t *Transport) storeFailed(ctx context.Context, op, key string, err error) 
 // get serves a GET request through the store: look it up, decide what to
 // do (strategy.go), then serve from the store or ask the origin.
 func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error) {
+	if resp := t.memoryHit(req, h); resp != nil {
+		return resp, nil
+	}
 	ctx := req.Context()
 	l, err := t.find(ctx, req, h)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -145,51 +144,66 @@ func (t *Transport) stripIgnored(key string) string {
 	return base + "?" + strings.Join(kept, "&")
 }
 
+// memoryHit is get's fast path for the commonest answer of freshness mode, a
+// fresh hit from a MemoryStore: the key is looked up without being built as
+// a string, so the hit allocates only the response and its header map. It
+// returns nil for anything else (a miss, another variant, a decision other
+// than serve), which get then handles the usual way.
+func (t *Transport) memoryHit(req *http.Request, h http.Header) *http.Response {
+	ms, ok := t.store.(*MemoryStore)
+	if !ok || !t.fx.cfg.enabled || len(t.fx.ignoredQuery) > 0 {
+		return nil
+	}
+	ctx := req.Context()
+	if ctx.Err() != nil {
+		return nil
+	}
+	var buf [256]byte
+	key := appendTargetKey(buf[:0], req.URL, req.Host)
+	l := lookup{h: h} // no key: serving from the entry does not need it
+	l.part, l.vary = t.partitionFor(req, h)
+	e := ms.getKeyBytes(key, l.part)
+	if e == nil || !e.matches(l.part, l.vary, h) {
+		return nil
+	}
+	l.entry, l.variant = e, l.part
+	d := decide(parseRequestDirectives(ctx, h), e, t.now(), t.fx.cfg)
+	if d.action != actServe {
+		return nil
+	}
+	return t.serveStored(req, l, d, "")
+}
+
 // serveStored answers from the entry without the origin: a hit, a stale
 // response within max-stale or stale-while-revalidate, or stale-if-error.
 func (t *Transport) serveStored(req *http.Request, l lookup, d decision, detail string) *http.Response {
 	e := l.entry
-	// A shallow copy: the entry is immutable, and the caller's map is its
-	// own. maps.Clone copies a small map in one piece.
-	h := maps.Clone(e.Header)
-	if h == nil {
-		h = make(http.Header, 4)
-	}
-	// The fields we set share one array; the stored Content-Length is
-	// reused when it is right, and Cache-Status is built in one allocation.
-	var buf [96]byte
-	b := append(buf[:0], cacheName+"; hit; ttl="...)
-	b = strconv.AppendInt(b, int64(d.ttl/time.Second), 10)
-	if detail != "" {
-		b = append(append(b, "; "...), detail...)
-	}
-	added := []string{"", strconv.FormatInt(int64(d.age/time.Second), 10), "1", string(b)}
-	if cl := e.Header["Content-Length"]; len(cl) == 1 && atoiIs(cl[0], len(e.Body)) {
-		h["Content-Length"] = cl
-	} else {
-		added[0] = strconv.Itoa(len(e.Body))
-		h["Content-Length"] = added[0:1:1]
-	}
-	h["Age"] = added[1:2:2] // replaces any received Age (RFC 9111 §5.1)
-	h[HeaderFromCache] = added[2:3:3]
-	h[HeaderCacheStatus] = added[3:4:4]
+	h := hitHeader(e, d.age, d.ttl, detail)
 	t.stats.hits.Add(1)
 	t.stats.bytesServed.Add(int64(len(e.Body)))
 	status := "200 OK"
 	if e.Status != http.StatusOK {
 		status = strconv.Itoa(e.Status) + " " + http.StatusText(e.Status)
 	}
-	return &http.Response{
+	// The response and its body reader come in one allocation.
+	r := &struct {
+		resp http.Response
+		body storedBody
+	}{}
+	r.body.b = e.Body
+	r.body.Reset(e.Body)
+	r.resp = http.Response{
 		Status:        status,
 		StatusCode:    e.Status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        h,
-		Body:          newStoredBody(e.Body),
+		Body:          &r.body,
 		ContentLength: int64(len(e.Body)),
 		Request:       req,
 	}
+	return &r.resp
 }
 
 func atoiIs(s string, n int) bool {
@@ -231,11 +245,7 @@ func (t *Transport) staleOnError(req *http.Request, l lookup, d decision, resp *
 	// The error took time: age the entry to now.
 	now := t.now()
 	lifetime := d.ttl + d.age
-	date, ok := httpDate(l.entry.Header.Get("Date"))
-	if !ok {
-		date = l.entry.ResponseTime
-	}
-	d.age = currentAge(l.entry, date, now)
+	d.age = currentAge(l.entry, factsOf(l.entry), now)
 	d.ttl = lifetime - d.age
 	return t.serveStored(req, l, d, "detail=stale-if-error"), nil
 }
