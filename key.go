@@ -32,7 +32,7 @@ func targetKey(u *url.URL, hostField string) string {
 
 // appendTargetKey appends the key of u, sent with hostField as Host, to dst.
 func appendTargetKey(dst []byte, u *url.URL, hostField string) []byte {
-	scheme, host := lowerASCII(u.Scheme), u.Host
+	scheme, host := u.Scheme, u.Host
 	if hostField != "" {
 		host = hostField
 	}
@@ -48,22 +48,32 @@ func appendTargetKey(dst []byte, u *url.URL, hostField string) []byte {
 			}
 		}
 	}
-	host = lowerASCII(host)
 	switch {
-	case scheme == "http" && strings.HasSuffix(host, ":80"):
+	case strings.EqualFold(scheme, "http") && strings.HasSuffix(host, ":80"):
 		host = host[:len(host)-3]
-	case scheme == "https" && strings.HasSuffix(host, ":443"):
+	case strings.EqualFold(scheme, "https") && strings.HasSuffix(host, ":443"):
 		host = host[:len(host)-4]
 	}
 	host = strings.TrimSuffix(host, ":") // an empty port is the default one
 	if path == "" {
 		path = "/"
 	}
-	dst = append(append(append(append(dst, scheme...), "://"...), host...), path...)
+	n := len(dst)
+	dst = append(append(append(dst, scheme...), "://"...), host...)
+	lowerInPlace(dst[n:]) // scheme and host are case-insensitive
+	dst = append(dst, path...)
 	if u.RawQuery != "" || u.ForceQuery {
 		dst = append(append(dst, '?'), u.RawQuery...)
 	}
 	return dst
+}
+
+func lowerInPlace(b []byte) {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
 }
 
 // requestURL returns the URL of the request target that is really sent,
@@ -73,16 +83,6 @@ func requestURL(req *http.Request) *url.URL {
 		return u
 	}
 	return req.URL
-}
-
-// lowerASCII lower-cases s, without allocating when it already is.
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
 }
 
 // sameOrigin reports whether a and b have the same scheme, host and port

@@ -198,11 +198,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	h := canonicalHeader(req.Header)
 	body := req.Body != nil && req.Body != http.NoBody
-	bypass := body || hasDirective(h, "no-store") || withoutStore(req.Context())
-	if t.fx.cfg.enabled && !bypass && plainRange(h) {
+	fields := len(h) > 0 // the commonest GET has none: nothing to look for
+	bypass := body || (fields && hasDirective(h, "no-store")) || withoutStore(req.Context())
+	if t.fx.cfg.enabled && !bypass && fields && plainRange(h) {
 		return t.getRange(req, h)
 	}
-	if bypass || hasConditional(h) {
+	if bypass || (fields && hasConditional(h)) {
 		t.stats.bypassed.Add(1)
 		resp, err := t.send(req)
 		if err != nil {

@@ -167,11 +167,22 @@ func (t *Transport) memoryHit(req *http.Request, h http.Header) *http.Response {
 		return nil
 	}
 	l.entry, l.variant = e, l.part
-	d := decide(parseRequestDirectives(ctx, h), e, t.now(), t.fx.cfg)
+	d := decide(parseRequestDirectives(ctx, h), e, t.nowFor(e), t.fx.cfg)
 	if d.action != actServe {
 		return nil
 	}
 	return t.serveStored(req, l, d, "")
+}
+
+// nowFor is the time now, for judging e. An entry made in this process
+// carries a monotonic reading, and the time since it is then one clock read
+// instead of the two of time.Now: what decide reads of now is only that
+// difference.
+func (t *Transport) nowFor(e *Entry) time.Time {
+	if t.fx.clock != nil || e.ResponseTime.IsZero() {
+		return t.now()
+	}
+	return e.ResponseTime.Add(time.Since(e.ResponseTime))
 }
 
 // serveStored answers from the entry without the origin: a hit, a stale
