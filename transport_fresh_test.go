@@ -440,10 +440,8 @@ func TestFreshHitAllocationsIndependentOfBodySize(t *testing.T) {
 func TestFreshHitHeaderIsTheCallers(t *testing.T) {
 	clk := newFakeClock()
 	o := newFreshOrigin(t, clk, "max-age=60", `"v1"`, "hello")
-	ms := NewMemoryStore(0)
-	tr := NewTransport(ms, WithBase(&http.Transport{}), WithFreshness(true))
-	tr.fx.clock = clk.Now
-	t.Cleanup(tr.CloseIdleConnections)
+	tr := newFreshTransport(t, clk, WithFreshness(true))
+	ms := tr.store.(*MemoryStore)
 
 	_, _ = getBody(t, tr, o.URL)
 	stored := ms.Size()
@@ -479,10 +477,8 @@ func TestFreshHitHeaderIsTheCallers(t *testing.T) {
 func TestFreshHitTemplatesUnderConcurrency(t *testing.T) {
 	clk := newFakeClock()
 	o := newFreshOrigin(t, clk, "max-age=3600", `"v1"`, "hello")
-	ms := NewMemoryStore(0)
-	tr := NewTransport(ms, WithBase(&http.Transport{}), WithFreshness(true))
-	tr.fx.clock = clk.Now
-	t.Cleanup(tr.CloseIdleConnections)
+	tr := newFreshTransport(t, clk, WithFreshness(true))
+	ms := tr.store.(*MemoryStore)
 	_, _ = getBody(t, tr, o.URL)
 	stored := ms.Size()
 
