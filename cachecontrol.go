@@ -176,7 +176,7 @@ func (r requestDirectives) noCache() bool { return r.cc.noCache }
 // (canonical keys) and its context ctx.
 func parseRequestDirectives(ctx context.Context, h http.Header) requestDirectives {
 	r := requestDirectives{cc: parseCacheControl(h)}
-	if _, ok := h["Cache-Control"]; !ok && len(h) > 0 {
+	if _, ok := h["Cache-Control"]; !ok {
 		for _, v := range h["Pragma"] {
 			for _, f := range strings.Split(v, ",") {
 				if strings.EqualFold(strings.TrimSpace(f), "no-cache") {
