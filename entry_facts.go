@@ -24,6 +24,12 @@ type entryFacts struct {
 	lastModified          time.Time
 
 	etag, validLM string // the validators sent on revalidation
+
+	// initialAge is the corrected initial age of RFC 9111 §4.2.3, fixed
+	// when the response was received: the current age adds only the time
+	// since.
+	initialAge time.Duration
+	encoded    bool // has a Content-Encoding field
 }
 
 func parseFacts(e *Entry) entryFacts {
@@ -39,6 +45,10 @@ func parseFacts(e *Entry) entryFacts {
 		}
 	}
 	f.lastModified, f.lastModifiedOK = httpDate(e.Header.Get("Last-Modified"))
+	apparent := max(0, e.ResponseTime.Sub(f.date))
+	delay := max(0, e.ResponseTime.Sub(e.RequestTime))
+	f.initialAge = max(apparent, seconds(f.age)+delay)
+	_, f.encoded = e.Header["Content-Encoding"]
 	return f
 }
 
@@ -64,6 +74,12 @@ type entryMemo struct {
 type hitTemplate struct {
 	age, ttl int64
 	header   http.Header
+	// plain is set when decide served a request without directives at
+	// this age under cfg. decide reads the time only as whole seconds of
+	// age, so it would serve such a request again until the age changes:
+	// replayHit hands the header out without asking it again.
+	plain bool
+	cfg   freshConfig
 }
 
 // withMemo returns a copy of e, allocated with a memo of its own. A store
@@ -113,22 +129,44 @@ func factsOf(e *Entry) *entryFacts {
 // detail ("" for none): the stored fields, Content-Length set to the body's
 // length, Age (replacing any received one, RFC 9111 §5.1), X-From-Cache and
 // Cache-Status. The value slices are shared with the entry and with other
-// hits, as the entry's own are: they are never modified.
-func hitHeader(e *Entry, age, ttl time.Duration, detail string) http.Header {
+// hits, as the entry's own are: they are never modified. plain is the
+// configuration under which decide served a request without directives,
+// or nil for any other request.
+func hitHeader(e *Entry, age, ttl time.Duration, detail string, plain *freshConfig) http.Header {
 	as, ts := int64(age/time.Second), int64(ttl/time.Second)
 	m := e.memoized()
 	if m == nil || detail != "" {
 		return newHitHeader(e, as, ts, detail)
 	}
-	if t := m.hit.Load(); t != nil && t.age == as && t.ttl == ts {
+	if t := m.hit.Load(); t != nil && t.age == as && t.ttl == ts && (plain == nil || t.plain && t.cfg == *plain) {
 		return maps.Clone(t.header)
 	}
 	h := newHitHeader(e, as, ts, "")
-	m.hit.Store(&hitTemplate{age: as, ttl: ts, header: maps.Clone(h)})
+	t := &hitTemplate{age: as, ttl: ts, header: maps.Clone(h)}
+	if plain != nil {
+		t.plain, t.cfg = true, *plain
+	}
+	m.hit.Store(t)
 	if m.store != nil && m.charged.CompareAndSwap(0, templateSize(len(h))) {
 		m.store.Add(templateSize(len(h)))
 	}
 	return h
+}
+
+// replayHit returns the header of a hit from e for a request without
+// directives, the entry having been resident for the given time, when
+// decide served such a request under cfg at the same whole second of age
+// (see hitTemplate.plain); nil otherwise.
+func replayHit(e *Entry, resident time.Duration, cfg freshConfig) http.Header {
+	m := e.memoized()
+	if m == nil {
+		return nil
+	}
+	t := m.hit.Load()
+	if t == nil || !t.plain || t.cfg != cfg || int64(ageAt(&m.facts, resident)/time.Second) != t.age {
+		return nil
+	}
+	return maps.Clone(t.header)
 }
 
 // templateSize is what a hit template of n fields holds: the struct and a

@@ -129,6 +129,9 @@ func hasDirective(h http.Header, name string) bool {
 // a field under whatever key the caller used, so the cache must read
 // "authorization" or "if-none-match" as the fields they are.
 func canonicalHeader(h http.Header) http.Header {
+	if len(h) == 0 {
+		return h // the commonest GET: skip starting a range over the map
+	}
 	for k := range h {
 		if http.CanonicalHeaderKey(k) != k {
 			return canonicalCopy(h)

@@ -3,6 +3,7 @@ package etagcache
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"net/http"
 	"net/url"
@@ -49,9 +50,9 @@ func appendTargetKey(dst []byte, u *url.URL, hostField string) []byte {
 		}
 	}
 	switch {
-	case strings.EqualFold(scheme, "http") && strings.HasSuffix(host, ":80"):
+	case strings.HasSuffix(host, ":80") && strings.EqualFold(scheme, "http"):
 		host = host[:len(host)-3]
-	case strings.EqualFold(scheme, "https") && strings.HasSuffix(host, ":443"):
+	case strings.HasSuffix(host, ":443") && strings.EqualFold(scheme, "https"):
 		host = host[:len(host)-4]
 	}
 	host = strings.TrimSuffix(host, ":") // an empty port is the default one
@@ -68,12 +69,36 @@ func appendTargetKey(dst []byte, u *url.URL, hostField string) []byte {
 	return dst
 }
 
+// lowerInPlace lower-cases the ASCII letters of b, eight bytes at a time:
+// it runs on every request, and a byte at a time was a tenth of a fresh hit.
 func lowerInPlace(b []byte) {
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
+	if len(b) < 8 {
+		for i, c := range b {
+			if c-'A' < 26 { // one comparison: below 'A' wraps around
+				b[i] = c + 'a' - 'A'
+			}
 		}
+		return
 	}
+	le := binary.LittleEndian
+	for i := 0; i+8 <= len(b); i += 8 {
+		le.PutUint64(b[i:], lowerWord(le.Uint64(b[i:])))
+	}
+	// The tail as the last whole word: lower-casing twice changes nothing.
+	t := b[len(b)-8:]
+	le.PutUint64(t, lowerWord(le.Uint64(t)))
+}
+
+// lowerWord lower-cases the ASCII letters among the eight bytes of w. Each
+// byte's low seven bits plus a bias set its high bit where the byte is at
+// least 'A' (or more than 'Z'); no sum carries into the next byte.
+func lowerWord(w uint64) uint64 {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	low := w &^ high
+	atLeastA := low + ones*(0x80-'A')
+	pastZ := low + ones*(0x80-'Z'-1)
+	upper := atLeastA &^ pastZ &^ w & high // and not a byte of 0x80 or more
+	return w | upper>>2                    // 0x80>>2 is the case bit, 0x20
 }
 
 // requestURL returns the URL of the request target that is really sent,
@@ -238,9 +263,15 @@ var noVaryDigest = sha256.Sum256(nil)
 // header h accepts the content coding of the stored body.
 func (e *Entry) matches(part string, vary, h http.Header) bool {
 	d := varyDigest(part, e.VaryNames, vary)
+	if !bytes.Equal(d[:], e.VaryDigest) {
+		return false
+	}
+	if m := e.memoized(); m != nil && !m.facts.encoded {
+		return true // no coding to accept
+	}
 	// An entry that varies on Accept-Encoding was chosen by the origin for
 	// this very Accept-Encoding: whatever its coding, it is this request's.
-	return bytes.Equal(d[:], e.VaryDigest) && (acceptsCoding(h, e.Header) || slices.Contains(e.VaryNames, "Accept-Encoding"))
+	return acceptsCoding(h, e.Header) || slices.Contains(e.VaryNames, "Accept-Encoding")
 }
 
 // withoutCredentials returns h without the credential fields, for hashing

@@ -115,7 +115,7 @@ func (t *Transport) serveRange(req *http.Request, e *Entry, d decision, spec str
 		return nil
 	}
 	l := lookup{entry: &Entry{Status: http.StatusPartialContent, Header: e.Header, Body: e.Body[first-start : last-start+1]}}
-	resp := t.serveStored(req, l, d, "")
+	resp := t.serveStored(req, l.entry, d, "")
 	resp.Header = resp.Header.Clone() // its values are shared with the entry; we change some
 	resp.Header.Set("Content-Range", "bytes "+strconv.FormatInt(first, 10)+"-"+strconv.FormatInt(last, 10)+"/"+strconv.FormatInt(total, 10))
 	return resp
@@ -238,7 +238,7 @@ func (t *Transport) complete(req *http.Request, l lookup, rd requestDirectives) 
 		t.storeFailed(ctx, "put", l.key, err)
 	}
 	d := decide(rd, e, t.now(), t.fx.cfg)
-	out := t.serveStored(req, lookup{entry: e}, d, "")
+	out := t.serveStored(req, e, d, "")
 	t.stats.hits.Add(-1) // the origin was asked: not a hit
 	out.Header.Del(HeaderFromCache)
 	out.Header[HeaderCacheStatus] = []string{cacheStatus(r.Header, "fwd=partial; fwd-status=206; stored")}

@@ -67,13 +67,15 @@ func (s *MemoryStore) Get(ctx context.Context, key, variant string) (*Entry, err
 // does not allocate.
 func (s *MemoryStore) getKeyBytes(key []byte, variant string) *Entry {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	el, ok := s.items[string(key)][variant]
 	if !ok {
+		s.mu.Unlock()
 		return nil
 	}
 	s.lru.MoveToFront(el)
-	return el.Value.(*memItem).entry
+	e := el.Value.(*memItem).entry // UpdateHeader replaces it
+	s.mu.Unlock()
+	return e
 }
 
 // Put implements Store.

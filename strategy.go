@@ -108,7 +108,7 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 	}
 	d := decision{fwd: "stale"}
 	f := factsOf(e)
-	rcc := f.cc
+	rcc := &f.cc
 	d.age = currentAge(e, f, now)
 	lifetime := freshnessLifetime(e.Status, f, cfg)
 	d.ttl = lifetime - d.age
@@ -118,7 +118,7 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 	case req.refresh:
 		return decision{action: actFetch, fwd: "request", age: d.age, ttl: d.ttl}
 	case req.onlyIfCached(cfg):
-		if usableWithoutOrigin(req, rcc, d, staleness) {
+		if usableWithoutOrigin(&req, rcc, &d, staleness) {
 			d.action = actServe
 		} else {
 			d.action = actGatewayTimeout
@@ -153,10 +153,10 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 		return revalidate("request")
 	case rcc.noCache:
 		return revalidate("stale")
-	case usableWithoutOrigin(req, rcc, d, staleness):
+	case usableWithoutOrigin(&req, rcc, &d, staleness):
 		d.action = actServe
 		return d
-	case tooOld(req, rcc, d), req.cc.minFresh >= 0 && d.ttl < seconds(req.cc.minFresh):
+	case tooOld(&req, rcc, &d), req.cc.minFresh >= 0 && d.ttl < seconds(req.cc.minFresh):
 		// The request wants fresher than we hold: not a case for serving
 		// stale in the background.
 		return revalidate("request")
@@ -172,7 +172,7 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 // validation: fresh enough for the request's max-age and min-fresh, or
 // stale within its max-stale where the response does not forbid serving
 // stale (RFC 9111 §4.2.4, §5.2.1).
-func usableWithoutOrigin(req requestDirectives, rcc cacheControl, d decision, staleness time.Duration) bool {
+func usableWithoutOrigin(req *requestDirectives, rcc *cacheControl, d *decision, staleness time.Duration) bool {
 	if rcc.noCache || req.noCache() {
 		return false
 	}
@@ -192,7 +192,7 @@ func usableWithoutOrigin(req requestDirectives, rcc cacheControl, d decision, st
 // allows. A fresh immutable response (RFC 8246) ignores it: max-age=0 is what
 // a reload sends, and immutable says a reload need not ask; an explicit
 // no-cache (a forced reload) is still honoured.
-func tooOld(req requestDirectives, rcc cacheControl, d decision) bool {
+func tooOld(req *requestDirectives, rcc *cacheControl, d *decision) bool {
 	if rcc.immutable && d.ttl > 0 {
 		return false
 	}
@@ -221,11 +221,12 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 // has no valid Date). The result is rounded down to whole seconds, the
 // resolution of the fields involved.
 func currentAge(e *Entry, f *entryFacts, now time.Time) time.Duration {
-	apparent := max(0, e.ResponseTime.Sub(f.date))
-	delay := max(0, e.ResponseTime.Sub(e.RequestTime))
-	corrected := seconds(f.age) + delay
-	age := max(apparent, corrected) + max(0, now.Sub(e.ResponseTime))
-	return age.Truncate(time.Second)
+	return ageAt(f, now.Sub(e.ResponseTime))
+}
+
+// ageAt is the current age of a response resident for the given time.
+func ageAt(f *entryFacts, resident time.Duration) time.Duration {
+	return (f.initialAge + max(0, resident)).Truncate(time.Second)
 }
 
 // freshnessLifetime is how long the response is fresh after it was

@@ -329,10 +329,10 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 	d := decide(rd, l.entry, t.now(), t.fx.cfg)
 	switch d.action {
 	case actServe:
-		return t.serveStored(req, l, d, ""), nil
+		return t.serveStored(req, l.entry, d, ""), nil
 	case actServeStale:
 		t.revalidateInBackground(req, l, d)
-		return t.serveStored(req, l, d, "detail=stale-while-revalidate"), nil
+		return t.serveStored(req, l.entry, d, "detail=stale-while-revalidate"), nil
 	case actGatewayTimeout:
 		return gatewayTimeout(req), nil
 	}

@@ -160,18 +160,23 @@ func (t *Transport) memoryHit(req *http.Request, h http.Header) *http.Response {
 	}
 	var buf [256]byte
 	key := appendTargetKey(buf[:0], req.URL, req.Host)
-	l := lookup{h: h} // no key: serving from the entry does not need it
-	l.part, l.vary = t.partitionFor(req, h)
-	e := ms.getKeyBytes(key, l.part)
-	if e == nil || !e.matches(l.part, l.vary, h) {
+	part, vary := t.partitionFor(req, h)
+	e := ms.getKeyBytes(key, part)
+	if e == nil || !e.matches(part, vary, h) {
 		return nil
 	}
-	l.entry, l.variant = e, l.part
+	var plain *freshConfig // set when the request says nothing about caching
+	if len(h) == 0 && !hasContextDirectives(ctx) {
+		plain = &t.fx.cfg
+		if hh := t.replay(e); hh != nil {
+			return t.respond(req, e, hh)
+		}
+	}
 	d := decide(parseRequestDirectives(ctx, h), e, t.nowFor(e), t.fx.cfg)
 	if d.action != actServe {
 		return nil
 	}
-	return t.serveStored(req, l, d, "")
+	return t.respond(req, e, hitHeader(e, d.age, d.ttl, "", plain))
 }
 
 // nowFor is the time now, for judging e. An entry made in this process
@@ -185,11 +190,28 @@ func (t *Transport) nowFor(e *Entry) time.Time {
 	return e.ResponseTime.Add(time.Since(e.ResponseTime))
 }
 
+// replay is replayHit for e now, by the Transport's clock.
+func (t *Transport) replay(e *Entry) http.Header {
+	if e.ResponseTime.IsZero() {
+		return nil
+	}
+	var resident time.Duration
+	if t.fx.clock != nil {
+		resident = t.now().Sub(e.ResponseTime)
+	} else {
+		resident = time.Since(e.ResponseTime)
+	}
+	return replayHit(e, resident, t.fx.cfg)
+}
+
 // serveStored answers from the entry without the origin: a hit, a stale
 // response within max-stale or stale-while-revalidate, or stale-if-error.
-func (t *Transport) serveStored(req *http.Request, l lookup, d decision, detail string) *http.Response {
-	e := l.entry
-	h := hitHeader(e, d.age, d.ttl, detail)
+func (t *Transport) serveStored(req *http.Request, e *Entry, d decision, detail string) *http.Response {
+	return t.respond(req, e, hitHeader(e, d.age, d.ttl, detail, nil))
+}
+
+// respond makes the response of a hit from e with the header h.
+func (t *Transport) respond(req *http.Request, e *Entry, h http.Header) *http.Response {
 	t.stats.hits.Add(1)
 	t.stats.bytesServed.Add(int64(len(e.Body)))
 	status := "200 OK"
@@ -258,7 +280,7 @@ func (t *Transport) staleOnError(req *http.Request, l lookup, d decision, resp *
 	lifetime := d.ttl + d.age
 	d.age = currentAge(l.entry, factsOf(l.entry), now)
 	d.ttl = lifetime - d.age
-	return t.serveStored(req, l, d, "detail=stale-if-error"), nil
+	return t.serveStored(req, l.entry, d, "detail=stale-if-error"), nil
 }
 
 // forward does the decision's exchange with the origin, shared with the

@@ -511,6 +511,56 @@ func TestFreshHitTemplatesUnderConcurrency(t *testing.T) {
 	assert.Equal(t, int64(1), o.gets.Load())
 }
 
+// A hit for a request without directives replays the previous one's header
+// while the entry's age stays in the same whole second, the only way decide
+// reads the time: never past the entry's freshness, never for a request
+// with directives, never under another configuration.
+func TestPlainHitReplaysOnlyDecidesAnswer(t *testing.T) {
+	clk := &fakeClock{t: time.Now().Truncate(time.Second)} // Date then has no fraction
+	o := newFreshOrigin(t, clk, "max-age=2", `"v1"`, "hello")
+	tr := newFreshTransport(t, clk, WithFreshness(true))
+	_, _ = getBody(t, tr, o.URL)
+
+	for i, step := range []struct {
+		advance  time.Duration
+		kv       []string
+		result   Result
+		age, ttl string
+	}{
+		{0, nil, ResultHit, "0", "2"},
+		{900 * time.Millisecond, nil, ResultHit, "0", "2"}, // replayed
+		{100 * time.Millisecond, nil, ResultHit, "1", "1"},
+		{0, []string{"Cache-Control", "max-age=0"}, ResultRevalidated, "", ""},
+		{0, nil, ResultHit, "0", "2"}, // the revalidated entry is another one
+		{999 * time.Millisecond, nil, ResultHit, "0", "2"},
+		{time.Millisecond, nil, ResultHit, "1", "1"},
+		{999 * time.Millisecond, nil, ResultHit, "1", "1"},
+		{time.Millisecond, nil, ResultRevalidated, "", ""}, // stale at 2 s
+	} {
+		clk.Advance(step.advance)
+		resp, body := getBody(t, tr, o.URL, step.kv...)
+		require.Equal(t, "hello", body)
+		require.Equal(t, step.result, ResultOf(resp), "step %d", i)
+		if step.result == ResultHit {
+			assert.Equal(t, step.age, resp.Header.Get("Age"), "step %d", i)
+			assert.Equal(t, "etagcache; hit; ttl="+step.ttl, resp.Header.Get("Cache-Status"), "step %d", i)
+		}
+	}
+	assert.Equal(t, int64(2), o.conds.Load())
+
+	// The template of the latest hit is replayed for its configuration only.
+	req, _ := http.NewRequest(http.MethodGet, o.URL, nil)
+	_, _ = getBody(t, tr, o.URL)
+	e, err := tr.store.Get(context.Background(), requestKey(req), "")
+	require.NoError(t, err)
+	resident := clk.Now().Sub(e.ResponseTime)
+	assert.NotNil(t, replayHit(e, resident, tr.fx.cfg))
+	other := tr.fx.cfg
+	other.staleIfError = time.Hour
+	assert.Nil(t, replayHit(e, resident, other))
+	assert.Nil(t, replayHit(e, resident+time.Second, tr.fx.cfg))
+}
+
 // RFC 9111 §4.1: semantically equal Accept-* lists select the same variant.
 func TestVaryDigestNormalisesAcceptLists(t *testing.T) {
 	names := []string{"Accept-Language"}
