@@ -193,17 +193,16 @@ func parseRequestDirectives(ctx context.Context, h http.Header) requestDirective
 			}
 		}
 	}
-	r.onlyIfCachedCtx = ctx.Value(ctxOnlyIfCached{}) != nil
-	if ctx.Value(ctxRefresh{}) != nil {
-		r.refresh = true
-	}
+	c := controlOf(ctx)
+	r.onlyIfCachedCtx = c&ctlOnlyIfCached != 0
+	r.refresh = c&ctlRefresh != 0
 	return r
 }
 
 // hasContextDirectives reports whether a request's context carries any of
 // OnlyIfCached or WithRefresh.
 func hasContextDirectives(ctx context.Context) bool {
-	return ctx.Value(ctxOnlyIfCached{}) != nil || ctx.Value(ctxRefresh{}) != nil
+	return controlOf(ctx)&(ctlOnlyIfCached|ctlRefresh) != 0
 }
 
 // httpDate parses an HTTP-date in any of the three forms recipients must

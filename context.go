@@ -2,13 +2,28 @@ package etagcache
 
 import "context"
 
-// Context keys of the per-request overrides; unexported types, so no other
-// package can collide with them.
-type (
-	ctxWithoutStore struct{}
-	ctxRefresh      struct{}
-	ctxOnlyIfCached struct{}
+// ctxControl is the context key of the per-request overrides, one for all
+// of them so that a request's context is searched once; an unexported type,
+// so no other package can collide with it. Its value is a control.
+type ctxControl struct{}
+
+// control is the set of overrides a context carries.
+type control uint8
+
+const (
+	ctlWithoutStore control = 1 << iota
+	ctlRefresh
+	ctlOnlyIfCached
 )
+
+func controlOf(ctx context.Context) control {
+	c, _ := ctx.Value(ctxControl{}).(control)
+	return c
+}
+
+func withControl(ctx context.Context, c control) context.Context {
+	return context.WithValue(ctx, ctxControl{}, controlOf(ctx)|c)
+}
 
 // WithoutStore returns a context under which a Transport neither reads nor
 // writes its store for the request: it is sent as made, and the response
@@ -16,7 +31,7 @@ type (
 // Cache-Control: no-store, nothing is said to the origin or to caches
 // between.
 func WithoutStore(ctx context.Context) context.Context {
-	return context.WithValue(ctx, ctxWithoutStore{}, true)
+	return withControl(ctx, ctlWithoutStore)
 }
 
 // WithRefresh returns a context under which a Transport sends the request
@@ -24,7 +39,7 @@ func WithoutStore(ctx context.Context) context.Context {
 // the old entry (Cache-Status: fwd=request). Use it when a stored response
 // is known to be wrong.
 func WithRefresh(ctx context.Context) context.Context {
-	return context.WithValue(ctx, ctxRefresh{}, true)
+	return withControl(ctx, ctlRefresh)
 }
 
 // OnlyIfCached returns a context under which a Transport never contacts the
@@ -33,7 +48,7 @@ func WithRefresh(ctx context.Context) context.Context {
 // validation (fresh, or stale within the request's max-stale), and otherwise
 // with a 504 Gateway Timeout made by the cache.
 func OnlyIfCached(ctx context.Context) context.Context {
-	return context.WithValue(ctx, ctxOnlyIfCached{}, true)
+	return withControl(ctx, ctlOnlyIfCached)
 }
 
-func withoutStore(ctx context.Context) bool { return ctx.Value(ctxWithoutStore{}) != nil }
+func withoutStore(ctx context.Context) bool { return controlOf(ctx)&ctlWithoutStore != 0 }

@@ -270,6 +270,16 @@ func TestContextOverrides(t *testing.T) {
 	resp, body = ctxGet(OnlyIfCached(context.Background()))
 	assert.Equal(t, "two", body, "the refresh replaced the entry")
 	assert.Equal(t, ResultHit, ResultOf(resp))
+
+	// Overrides add up, whatever lies between them.
+	type other struct{}
+	nested := OnlyIfCached(context.WithValue(WithRefresh(context.Background()), other{}, 1))
+	assert.Equal(t, ctlOnlyIfCached|ctlRefresh, controlOf(nested))
+	assert.False(t, withoutStore(nested))
+	o.set(func(o *freshOrigin) { o.body, o.etag = "three", `"v3"` })
+	resp, body = ctxGet(WithoutStore(nested))
+	assert.Equal(t, "three", body)
+	assert.Equal(t, ResultBypass, ResultOf(resp), "WithoutStore wins over the others")
 }
 
 func TestIgnoredQueryParams(t *testing.T) {
