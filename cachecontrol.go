@@ -199,9 +199,18 @@ func parseRequestDirectives(ctx context.Context, h http.Header) requestDirective
 	return r
 }
 
-// hasContextDirectives reports whether a request's context carries any of
-// OnlyIfCached or WithRefresh.
-func hasContextDirectives(ctx context.Context) bool {
+// hasDirectives reports whether parseRequestDirectives could read anything
+// but the defaults from a request: whether it has a Cache-Control or Pragma
+// field, or a context with OnlyIfCached or WithRefresh.
+func hasDirectives(ctx context.Context, h http.Header) bool {
+	if len(h) > 0 {
+		if _, ok := h["Cache-Control"]; ok {
+			return true
+		}
+		if _, ok := h["Pragma"]; ok {
+			return true
+		}
+	}
 	return controlOf(ctx)&(ctlOnlyIfCached|ctlRefresh) != 0
 }
 

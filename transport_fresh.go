@@ -166,7 +166,7 @@ func (t *Transport) memoryHit(req *http.Request, h http.Header) *http.Response {
 		return nil
 	}
 	var plain *freshConfig // set when the request says nothing about caching
-	if len(h) == 0 && !hasContextDirectives(ctx) {
+	if !hasDirectives(ctx, h) {
 		plain = &t.fx.cfg
 		if hh := t.replay(e); hh != nil {
 			return t.respond(req, e, hh)

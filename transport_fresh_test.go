@@ -530,6 +530,7 @@ func TestPlainHitReplaysOnlyDecidesAnswer(t *testing.T) {
 	o := newFreshOrigin(t, clk, "max-age=2", `"v1"`, "hello")
 	tr := newFreshTransport(t, clk, WithFreshness(true))
 	_, _ = getBody(t, tr, o.URL)
+	ua := []string{"User-Agent", "poller/1.0"} // says nothing about caching
 
 	for i, step := range []struct {
 		advance  time.Duration
@@ -539,13 +540,15 @@ func TestPlainHitReplaysOnlyDecidesAnswer(t *testing.T) {
 	}{
 		{0, nil, ResultHit, "0", "2"},
 		{900 * time.Millisecond, nil, ResultHit, "0", "2"}, // replayed
-		{100 * time.Millisecond, nil, ResultHit, "1", "1"},
+		{100 * time.Millisecond, ua, ResultHit, "1", "1"},
 		{0, []string{"Cache-Control", "max-age=0"}, ResultRevalidated, "", ""},
-		{0, nil, ResultHit, "0", "2"}, // the revalidated entry is another one
+		{0, ua, ResultHit, "0", "2"}, // the revalidated entry is another one
 		{999 * time.Millisecond, nil, ResultHit, "0", "2"},
-		{time.Millisecond, nil, ResultHit, "1", "1"},
+		{0, []string{"Pragma", "no-cache"}, ResultRevalidated, "", ""},
+		{0, nil, ResultHit, "0", "2"}, // received 0.999 s after its Date
+		{time.Millisecond, ua, ResultHit, "1", "1"},
 		{999 * time.Millisecond, nil, ResultHit, "1", "1"},
-		{time.Millisecond, nil, ResultRevalidated, "", ""}, // stale at 2 s
+		{time.Millisecond, ua, ResultRevalidated, "", ""}, // stale at 2 s
 	} {
 		clk.Advance(step.advance)
 		resp, body := getBody(t, tr, o.URL, step.kv...)
@@ -556,7 +559,7 @@ func TestPlainHitReplaysOnlyDecidesAnswer(t *testing.T) {
 			assert.Equal(t, "etagcache; hit; ttl="+step.ttl, resp.Header.Get("Cache-Status"), "step %d", i)
 		}
 	}
-	assert.Equal(t, int64(2), o.conds.Load())
+	assert.Equal(t, int64(3), o.conds.Load())
 
 	// The template of the latest hit is replayed for its configuration only.
 	req, _ := http.NewRequest(http.MethodGet, o.URL, nil)
