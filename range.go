@@ -114,8 +114,8 @@ func (t *Transport) serveRange(req *http.Request, e *Entry, d decision, spec str
 	if !ok || first < start || last >= start+int64(len(e.Body)) {
 		return nil
 	}
-	l := lookup{entry: &Entry{Status: http.StatusPartialContent, Header: e.Header, Body: e.Body[first-start : last-start+1]}}
-	resp := t.serveStored(req, l.entry, d, "")
+	part := &Entry{Status: http.StatusPartialContent, Header: e.Header, Body: e.Body[first-start : last-start+1]}
+	resp := t.serveStored(req, part, d, "")
 	resp.Header = resp.Header.Clone() // its values are shared with the entry; we change some
 	resp.Header.Set("Content-Range", "bytes "+strconv.FormatInt(first, 10)+"-"+strconv.FormatInt(last, 10)+"/"+strconv.FormatInt(total, 10))
 	return resp

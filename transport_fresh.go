@@ -184,24 +184,26 @@ func (t *Transport) memoryHit(req *http.Request, h http.Header) *http.Response {
 // instead of the two of time.Now: what decide reads of now is only that
 // difference.
 func (t *Transport) nowFor(e *Entry) time.Time {
-	if t.fx.clock != nil || e.ResponseTime.IsZero() {
+	if e.ResponseTime.IsZero() {
 		return t.now()
 	}
-	return e.ResponseTime.Add(time.Since(e.ResponseTime))
+	return e.ResponseTime.Add(t.residence(e))
 }
 
-// replay is replayHit for e now, by the Transport's clock.
+// residence is how long e has been stored, by the Transport's clock.
+func (t *Transport) residence(e *Entry) time.Duration {
+	if t.fx.clock != nil {
+		return t.now().Sub(e.ResponseTime)
+	}
+	return time.Since(e.ResponseTime)
+}
+
+// replay is replayHit for e now.
 func (t *Transport) replay(e *Entry) http.Header {
 	if e.ResponseTime.IsZero() {
 		return nil
 	}
-	var resident time.Duration
-	if t.fx.clock != nil {
-		resident = t.now().Sub(e.ResponseTime)
-	} else {
-		resident = time.Since(e.ResponseTime)
-	}
-	return replayHit(e, resident, t.fx.cfg)
+	return replayHit(e, t.residence(e), t.fx.cfg)
 }
 
 // serveStored answers from the entry without the origin: a hit, a stale
