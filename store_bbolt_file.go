@@ -339,8 +339,7 @@ func createBoltSchema(tx *bolt.Tx) error {
 }
 
 func makeBoltSchema(tx *bolt.Tx) error {
-	sb, err := tx.CreateBucketIfNotExists(boltSchemaBucket)
-	if err != nil {
+	if _, err := tx.CreateBucketIfNotExists(boltSchemaBucket); err != nil {
 		return err
 	}
 	for _, name := range [][]byte{boltMetaBucket, boltBodyBucket} {
@@ -353,7 +352,7 @@ func makeBoltSchema(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return sb.Put(boltVersionKey, binary.BigEndian.AppendUint64(nil, boltSchemaVersion))
+	return markBoltSchema(tx)
 }
 
 // markBoltSchema makes sure the file says it is of this schema version:

@@ -54,28 +54,32 @@ func (s *MemoryStore) Get(ctx context.Context, key, variant string) (*Entry, err
 		return nil, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	el, ok := s.items[key][variant]
-	if !ok {
+	e := s.use(s.items[key][variant])
+	s.mu.Unlock()
+	if e == nil {
 		return nil, ErrNotFound
 	}
-	s.lru.MoveToFront(el)
-	return el.Value.(*memItem).entry, nil
+	return e, nil
 }
 
 // getKeyBytes is Get for a key held in bytes: indexing with string(key)
 // does not allocate.
 func (s *MemoryStore) getKeyBytes(key []byte, variant string) *Entry {
 	s.mu.Lock()
-	el, ok := s.items[string(key)][variant]
-	if !ok {
-		s.mu.Unlock()
+	e := s.use(s.items[string(key)][variant])
+	s.mu.Unlock()
+	return e
+}
+
+// use marks the item el as the most recently used and returns its entry,
+// or nil when el is nil. The caller holds s.mu: UpdateHeader replaces
+// entries under it.
+func (s *MemoryStore) use(el *list.Element) *Entry {
+	if el == nil {
 		return nil
 	}
 	s.lru.MoveToFront(el)
-	e := el.Value.(*memItem).entry // UpdateHeader replaces it
-	s.mu.Unlock()
-	return e
+	return el.Value.(*memItem).entry
 }
 
 // Put implements Store.
