@@ -153,3 +153,27 @@ type closeSpy struct {
 }
 
 func (c *closeSpy) Close() error { c.closed.Store(true); return nil }
+
+// allocsBySize counts, for bodies of 1 KiB, 1 MiB and 16 MiB, the
+// allocations of a GET through the Transport that newTransport makes for
+// that size, after a first GET that stores the body. Each counted response
+// must carry the whole body and satisfy want.
+func allocsBySize(t *testing.T, newTransport func(size int) *Transport, want func(*http.Response) bool) map[int]float64 {
+	t.Helper()
+	allocs := map[int]float64{}
+	for _, size := range []int{1 << 10, 1 << 20, 16 << 20} {
+		tr := newTransport(size)
+		req := httptest.NewRequest(http.MethodGet, "http://example.test/doc", nil)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		allocs[size] = testing.AllocsPerRun(200, func() {
+			resp, err := tr.RoundTrip(req)
+			if err != nil || !want(resp) || resp.ContentLength != int64(size) {
+				t.Fatalf("not the response measured (size %d): %v", size, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+		})
+	}
+	return allocs
+}

@@ -108,9 +108,8 @@ func TestBoltStoreInlineRecordFlips(t *testing.T) {
 	m := boltMetaRecord{used: 1, bodyLen: uint64(len(body)), meta: EncodeEntryMeta(e), body: body}
 	m.bodyCRC = crc32.Checksum(body, castagnoli)
 	good := m.bytes()
-	for i := range good {
-		rec := bytes.Clone(good)
-		rec[i] ^= 0x10
+	// storeWith opens a store whose only record, for "k", is rec.
+	storeWith := func(rec []byte) *BoltStore {
 		path := filepath.Join(t.TempDir(), "cache.db")
 		s, err := OpenBoltStore(path)
 		require.NoError(t, err)
@@ -120,6 +119,12 @@ func TestBoltStoreInlineRecordFlips(t *testing.T) {
 		})
 		s, err = OpenBoltStore(path)
 		require.NoError(t, err)
+		return s
+	}
+	for i := range good {
+		rec := bytes.Clone(good)
+		rec[i] ^= 0x10
+		s := storeWith(rec)
 		got, err := s.Get(ctx, "k", "")
 		if err == nil {
 			t.Errorf("byte %d flipped: served a body %q", i, got.Body)
@@ -128,15 +133,7 @@ func TestBoltStoreInlineRecordFlips(t *testing.T) {
 	}
 
 	// The record unflipped is served: the test can fail.
-	path := filepath.Join(t.TempDir(), "cache.db")
-	s, err := OpenBoltStore(path)
-	require.NoError(t, err)
-	require.NoError(t, s.Close())
-	writeBoltFile(t, path, func(tx *bolt.Tx) error {
-		return tx.Bucket(boltMetaBucket).Put(boltRecordKey("k", ""), good)
-	})
-	s, err = OpenBoltStore(path)
-	require.NoError(t, err)
+	s := storeWith(good)
 	defer s.Close()
 	got, err := s.Get(ctx, "k", "")
 	require.NoError(t, err)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,26 +21,14 @@ import (
 // A fresh hit allocates the same at any body size: the stored bytes are
 // served as they are, never copied.
 func TestFreshHitAllocationsIndependentOfBodySize(t *testing.T) {
-	allocs := map[int]float64{}
-	for _, size := range []int{1 << 10, 1 << 20, 16 << 20} {
+	allocs := allocsBySize(t, func(size int) *Transport {
 		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			h := http.Header{"Cache-Control": {"max-age=3600"}, "Content-Length": {strconv.Itoa(size)}}
 			return &http.Response{StatusCode: 200, Header: h, ContentLength: int64(size),
 				Body: io.NopCloser(strings.NewReader(strings.Repeat("x", size))), Request: r}, nil
 		})
-		tr := NewTransport(NewMemoryStore(64<<20), WithBase(base), WithFreshness(true))
-		req := httptest.NewRequest(http.MethodGet, "http://example.test/doc", nil)
-		resp, err := tr.RoundTrip(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		allocs[size] = testing.AllocsPerRun(200, func() {
-			resp, err := tr.RoundTrip(req)
-			if err != nil || ResultOf(resp) != ResultHit || resp.ContentLength != int64(size) {
-				t.Fatalf("not a fresh hit: %v", err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-		})
-	}
+		return NewTransport(NewMemoryStore(64<<20), WithBase(base), WithFreshness(true))
+	}, func(resp *http.Response) bool { return ResultOf(resp) == ResultHit })
 	assert.Equal(t, allocs[1<<10], allocs[16<<20], "allocations grow with the body: %v", allocs)
 	assert.Equal(t, allocs[1<<10], allocs[1<<20], "allocations grow with the body: %v", allocs)
 	// The caller's header map (a map and its group) and the response with

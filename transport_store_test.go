@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -301,8 +300,7 @@ func TestConcurrentPollingStress(t *testing.T) {
 // is served as it is, never copied. (A base transport that answers 304 in
 // memory keeps the network out of the count.)
 func TestRevalidationAllocationsIndependentOfBodySize(t *testing.T) {
-	allocs := map[int]float64{}
-	for _, size := range []int{1 << 10, 1 << 20, 16 << 20} {
+	allocs := allocsBySize(t, func(size int) *Transport {
 		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			h := http.Header{"Etag": {`"big"`}}
 			if r.Header.Get("If-None-Match") == `"big"` {
@@ -311,19 +309,8 @@ func TestRevalidationAllocationsIndependentOfBodySize(t *testing.T) {
 			return &http.Response{StatusCode: 200, Header: h, ContentLength: int64(size),
 				Body: io.NopCloser(bytes.NewReader(make([]byte, size))), Request: r}, nil
 		})
-		tr := NewTransport(NewMemoryStore(64<<20), WithBase(base))
-		req := httptest.NewRequest(http.MethodGet, "http://example.test/doc", nil)
-		resp, err := tr.RoundTrip(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		allocs[size] = testing.AllocsPerRun(200, func() {
-			resp, err := tr.RoundTrip(req)
-			if err != nil || resp.StatusCode != 200 || resp.ContentLength != int64(size) {
-				t.Fatalf("revalidation failed: %v", err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-		})
-	}
+		return NewTransport(NewMemoryStore(64<<20), WithBase(base))
+	}, func(resp *http.Response) bool { return resp.StatusCode == 200 })
 	assert.Equal(t, allocs[1<<10], allocs[16<<20], "allocations grow with the body: %v", allocs)
 	assert.Equal(t, allocs[1<<10], allocs[1<<20], "allocations grow with the body: %v", allocs)
 	assert.LessOrEqual(t, allocs[1<<10], 20.0, "a revalidation allocates too much: %v", allocs)
