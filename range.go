@@ -94,7 +94,7 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 		RequestTime:  sent,
 		ResponseTime: t.now(),
 	}
-	t.storeAtEOF(ctx, resp, l.key, variant, e)
+	t.storeAtEOF(ctx, resp, l.key, variant, l.note, e)
 	return t.passOn(req, resp, "fwd=partial; stored"), nil
 }
 
@@ -211,7 +211,7 @@ func (t *Transport) complete(req *http.Request, l lookup, rd requestDirectives) 
 	}
 	switch {
 	case r.StatusCode == http.StatusOK:
-		resp, err := t.stored(req, l, r, sent, "fwd=partial; fwd-status=200", false)
+		resp, _, err := t.stored(req, rest, l, r, sent, "fwd=partial; fwd-status=200", false)
 		return resp, true, err
 	case r.StatusCode != http.StatusPartialContent:
 		return t.passOn(req, r, "fwd=partial; fwd-status="+strconv.Itoa(r.StatusCode)), true, nil
@@ -234,7 +234,7 @@ func (t *Transport) complete(req *http.Request, l lookup, rd requestDirectives) 
 	header["Content-Length"] = []string{strconv.FormatInt(total, 10)}
 	e := &Entry{Status: http.StatusOK, Header: header, Body: body, VaryNames: pe.VaryNames, VaryDigest: pe.VaryDigest,
 		RequestTime: sent, ResponseTime: t.now()}
-	if err := t.store.Put(ctx, l.key, l.part, e); err != nil && ctx.Err() == nil {
+	if _, err := t.guardedWrite(ctx, l.key, l.note, func() error { return t.store.Put(ctx, l.key, l.part, e) }); err != nil && ctx.Err() == nil {
 		t.storeFailed(ctx, "put", l.key, err)
 	}
 	d := decide(rd, e, t.now(), t.fx.cfg)

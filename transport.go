@@ -56,7 +56,8 @@ type Transport struct {
 	warnedBelow atomic.Bool
 	weakCoded   keySet // resources whose coded weak-tagged bodies are not worth storing
 	stats       counters
-	fx          freshState // freshness, coalescing and key options (transport_fresh.go)
+	inval       invalidations // so that a write's invalidation wins (invalidate.go)
+	fx          freshState    // freshness, coalescing and key options (transport_fresh.go)
 }
 
 // Option configures a Transport.
@@ -243,6 +244,7 @@ type lookup struct {
 	variant   string      // where entry lives
 	primary   bool        // whether the partition's primary slot holds any entry
 	fwd       string      // Cache-Status reason when entry is nil
+	note      uint64      // the invalidation sequence before the store was read
 }
 
 // find looks a request up. Variants of a resource for one partition live in
@@ -251,7 +253,7 @@ type lookup struct {
 // primary's Vary names. So a request costs one store read, or two when it
 // wants another variant.
 func (t *Transport) find(ctx context.Context, req *http.Request, h http.Header) (lookup, error) {
-	l := lookup{key: t.keyOf(req), h: h, fwd: "uri-miss"}
+	l := lookup{key: t.keyOf(req), h: h, fwd: "uri-miss", note: t.inval.now()}
 	l.part, l.vary = t.partitionFor(req, h)
 	e, err := t.storeGet(ctx, l.key, l.part)
 	if e == nil {
@@ -331,8 +333,11 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 	case actServe:
 		return t.serveStored(req, l.entry, d, ""), nil
 	case actServeStale:
-		t.revalidateInBackground(req, l, d)
-		return t.serveStored(req, l.entry, d, "detail=stale-while-revalidate"), nil
+		if t.refreshInBackground(req, l, d) {
+			return t.serveStored(req, l.entry, d, "detail=stale-while-revalidate"), nil
+		}
+		d.action = actRevalidate // the Transport is closed: no background work
+
 	case actGatewayTimeout:
 		return gatewayTimeout(req), nil
 	}
@@ -346,8 +351,9 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 }
 
 // exchange asks the origin what the decision says: the request as it was
-// made (actFetch), or with the entry's validators (actRevalidate).
-func (t *Transport) exchange(req *http.Request, l lookup, d decision) (*http.Response, error) {
+// made (actFetch), or with the entry's validators (actRevalidate). The
+// admission says whether the answer may also go to other callers.
+func (t *Transport) exchange(req *http.Request, l lookup, d decision) (*http.Response, admission, error) {
 	ctx := req.Context()
 	if l.entry == nil {
 		return t.fetch(req, l, "fwd="+l.fwd, false)
@@ -378,21 +384,18 @@ func (t *Transport) exchange(req *http.Request, l lookup, d decision) (*http.Res
 	sent := t.now()
 	resp, err := t.send(cond)
 	if err != nil {
-		return nil, err
-	}
-	if t.unaccounted(ctx, cond, resp) {
-		if resp.StatusCode == http.StatusNotModified {
-			// Whose representation this 304 confirms is unknown.
-			discard(resp.Body)
-			return t.fetch(req, l, fwd+"; detail=credentials-below-cache", true)
-		}
-		return t.passOn(req, resp, fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail=credentials-below-cache"), nil
+		return nil, admission{}, err
 	}
 	if resp.StatusCode != http.StatusNotModified {
 		if resp.StatusCode == http.StatusOK {
 			t.stats.changed.Add(1)
 		}
-		return t.stored(req, l, resp, sent, fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode), true)
+		return t.stored(req, cond, l, resp, sent, fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode), true)
+	}
+	if t.unaccounted(ctx, cond, resp) {
+		// Whose representation this 304 confirms is unknown.
+		discard(resp.Body)
+		return t.fetch(req, l, fwd+"; detail=credentials-below-cache", true)
 	}
 	discard(resp.Body)
 
@@ -411,27 +414,22 @@ func (t *Transport) exchange(req *http.Request, l lookup, d decision) (*http.Res
 		// its header onto this body (RFC 9111 §4.3.4). Ask again, plainly.
 		return t.fetch(req, l, fwd+"; detail="+why, true)
 	}
-	return t.revalidated(req, l, resp, sent, fwd), nil
+	out, a := t.revalidated(req, l, resp, sent, fwd)
+	return out, a, nil
 }
 
 // fetch sends the caller's request unchanged and stores the answer if it
 // may be stored.
-func (t *Transport) fetch(req *http.Request, l lookup, status string, stale bool) (*http.Response, error) {
+func (t *Transport) fetch(req *http.Request, l lookup, status string, stale bool) (*http.Response, admission, error) {
 	sent := t.now()
 	resp, err := t.send(req)
 	if err != nil {
-		return nil, err
+		return nil, admission{}, err
 	}
 	if stale {
 		status += "; fwd-status=" + strconv.Itoa(resp.StatusCode)
 	}
-	if resp.StatusCode != http.StatusNotModified && t.unaccounted(req.Context(), req, resp) {
-		if !strings.Contains(status, "detail=") {
-			status += "; detail=credentials-below-cache"
-		}
-		return t.passOn(req, resp, status), nil
-	}
-	return t.stored(req, l, resp, sent, status, stale)
+	return t.stored(req, req, l, resp, sent, status, stale)
 }
 
 // passOn hands the caller a response that is not stored.
@@ -441,88 +439,75 @@ func (t *Transport) passOn(req *http.Request, resp *http.Response, status string
 	return resp
 }
 
-// stored finishes a response that came with a body from the origin: it
-// arranges for the body to be stored when the caller has read all of it, and
-// drops a stale entry that the response shows to be useless.
-func (t *Transport) stored(req *http.Request, l lookup, resp *http.Response, sent time.Time, status string, stale bool) (*http.Response, error) {
+// stored finishes a response that came with a body from the origin, in
+// answer to sent (the caller's req, or a request made from it): it arranges
+// for the body to be stored, if admit allows, when the caller has read all
+// of it, and drops a stale entry that the response shows to be useless.
+func (t *Transport) stored(req, sent *http.Request, l lookup, resp *http.Response, at time.Time, status string, stale bool) (*http.Response, admission, error) {
 	if resp.StatusCode == http.StatusNotModified {
 		// We sent no precondition this time, so this 304 is nobody's.
 		discard(resp.Body)
-		return nil, ErrUnexpectedNotModified
+		return nil, admission{}, ErrUnexpectedNotModified
 	}
-	names, ok := t.storable(resp)
-	if ok && (t.unconfirmable(l.key, resp.Header) || (!t.fx.cfg.enabled && sameStrongTag(l.entry, resp.Header))) {
+	ctx := req.Context()
+	a := t.admit(ctx, &l, sent, resp)
+	if a.detail != "" && !strings.Contains(status, "detail=") {
+		status += "; detail=" + a.detail
+	}
+	if !a.store {
+		if stale && a.detail == "" && resp.StatusCode == http.StatusOK {
+			t.storeDelete(ctx, l.key)
+		}
+		return t.passOn(req, resp, status), a, nil
+	}
+	if t.unconfirmable(l.key, resp.Header) || (!t.fx.cfg.enabled && sameStrongTag(l.entry, resp.Header)) {
 		// (With freshness the write renews the entry's lifetime.)
 		// Not worth a write, and the entries beside it stay as they are.
-		return t.passOn(req, resp, status), nil
+		return t.passOn(req, resp, status), a, nil
 	}
-	if !ok {
-		if stale && resp.StatusCode == http.StatusOK {
-			t.storeDelete(req.Context(), l.key)
-		}
-		return t.passOn(req, resp, status), nil
-	}
-	names = t.impliedVary(names, resp.Header, l.h)
-	digest := varyDigest(l.part, names, l.vary)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       withoutNoCacheFields(storedHeader(resp.Header)),
-		VaryNames:    names,
-		VaryDigest:   digest[:],
-		RequestTime:  sent,
+		VaryNames:    a.names,
+		VaryDigest:   a.digest[:],
+		RequestTime:  at,
 		ResponseTime: t.now(),
 	}
-	variant := l.part
-	if l.primary && (l.entry == nil || l.variant != l.part) {
-		// The primary slot holds another variant; this one goes beside it,
-		// where a lookup with the primary's Vary names will look, whatever
-		// Vary this response has.
-		variant = l.secondary
-	}
-	ctx := req.Context()
-	t.storeAtEOF(ctx, resp, l.key, variant, e)
-	return t.passOn(req, resp, status+"; stored"), nil
+	t.storeAtEOF(ctx, resp, l.key, a.variant, l.note, e)
+	return t.passOn(req, resp, status+"; stored"), a, nil
 }
 
 // storeAtEOF arranges for e, with resp's body, to be put in the store
-// under key and variant once the caller has read that body to its end.
-func (t *Transport) storeAtEOF(ctx context.Context, resp *http.Response, key, variant string, e *Entry) {
+// under key and variant once the caller has read that body to its end,
+// unless key was invalidated after note.
+func (t *Transport) storeAtEOF(ctx context.Context, resp *http.Response, key, variant string, note uint64, e *Entry) {
 	cp, withSum := t.store.(checksumPutter)
 	var sb *storingBody
 	sb = newStoringBody(ctx, resp.Body, resp.ContentLength, t.maxSize, func(body []byte) {
 		e.Body = body
-		var err error
-		if withSum {
-			err = cp.putChecksummed(ctx, key, variant, e, sb.checksum())
-		} else {
-			err = t.store.Put(ctx, key, variant, e)
-		}
+		wrote, err := t.guardedWrite(ctx, key, note, func() error {
+			if withSum {
+				return cp.putChecksummed(ctx, key, variant, e, sb.checksum())
+			}
+			return t.store.Put(ctx, key, variant, e)
+		})
 		if err != nil {
 			if ctx.Err() == nil {
 				t.storeFailed(ctx, "put", key, err)
 			}
 			return
 		}
-		t.stats.stored.Add(1)
+		if wrote {
+			t.stats.stored.Add(1)
+		}
 	})
 	sb.withSum = withSum
 	resp.Body = sb
 }
 
-// storable reports whether a response to a GET may be stored, and the Vary
-// names it would be stored under: complete, not forbidden by no-store, and
-// worth keeping (worthStoring).
-func (t *Transport) storable(resp *http.Response) ([]string, bool) {
-	if resp.Body == nil || resp.ContentLength > t.maxSize || !t.worthStoring(resp) || t.noStore(resp) {
-		return nil, false
-	}
-	names, star := varyNames(resp.Header)
-	return names, !star
-}
-
 // revalidated builds the caller's 200 from a stored entry and the 304 that
 // confirmed it, and persists the 304's header fields.
-func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, sent time.Time, fwd string) *http.Response {
+func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, sent time.Time, fwd string) (*http.Response, admission) {
 	ctx := req.Context()
 	old := l.entry
 	merged := mergeHeader(old.Header, nm.Header, 3)
@@ -543,6 +528,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	if sc := nm.Header["Set-Cookie"]; len(sc) > 0 {
 		merged["Set-Cookie"] = sc
 	}
+	a := admission{share: len(nm.Header["Set-Cookie"]) == 0 && len(nm.Header["Set-Cookie2"]) == 0 && !hasDirective(nm.Header, "no-store"), lazy: true}
 	status := "200 OK"
 	if old.Status != http.StatusOK {
 		status = strconv.Itoa(old.Status) + " " + http.StatusText(old.Status)
@@ -558,7 +544,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 		ContentLength: int64(len(old.Body)),
 		Request:       req,
 		TLS:           nm.TLS,
-	}
+	}, a
 }
 
 // persist writes a revalidated entry's new header: through HeaderUpdater
@@ -570,15 +556,18 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ht
 	if names, _ := varyNames(header); !slices.Equal(names, old.VaryNames) {
 		// Vary changed under a 304: keep the entry where it is, filed under
 		// the new names, so the next lookup matches it afresh.
-		d := varyDigest(l.part, names, l.vary)
-		e.VaryNames, e.VaryDigest = names, d[:]
+		if names = t.impliedVary(names, header, l.h); !slices.Equal(names, old.VaryNames) {
+			d := varyDigest(l.part, names, l.vary)
+			e.VaryNames, e.VaryDigest = names, d[:]
+		}
 	}
-	var err error
-	if hu, ok := t.store.(HeaderUpdater); ok {
-		err = hu.UpdateHeader(ctx, l.key, l.variant, &e)
-	} else {
-		err = t.store.Put(ctx, l.key, l.variant, &e)
-	}
+	// e.Body is old's: a HeaderUpdater writes only onto that very body.
+	_, err := t.guardedWrite(ctx, l.key, l.note, func() error {
+		if hu, ok := t.store.(HeaderUpdater); ok {
+			return hu.UpdateHeader(ctx, l.key, l.variant, &e)
+		}
+		return t.store.Put(ctx, l.key, l.variant, &e)
+	})
 	if err != nil && !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 		t.storeFailed(ctx, "update", l.key, err)
 	}
@@ -589,21 +578,22 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ht
 // same-origin Location and Content-Location (RFC 9111 §4.4).
 func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
 	t.stats.bypassed.Add(1)
+	at := t.now()
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || resp == nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return resp, err
 	}
 	ctx := req.Context()
 	target, h := requestURL(req), canonicalHeader(resp.Header)
-	t.storeDelete(ctx, t.keyOf(req))
+	t.invalidate(ctx, t.keyOf(req))
 	for _, field := range []string{"Location", "Content-Location"} {
 		v := h.Get(field)
 		if v == "" {
 			continue
 		}
 		if u, err := target.Parse(v); err == nil && sameOrigin(u, target) {
-			t.storeDelete(ctx, t.stripIgnored(cacheKey(u)))
+			t.invalidate(ctx, t.stripIgnored(cacheKey(u)))
 		}
 	}
-	return t.postAsGet(req, resp), nil
+	return t.postAsGet(req, resp, t.inval.now(), at), nil
 }

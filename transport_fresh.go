@@ -3,19 +3,13 @@ package etagcache
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
-
-// backgroundTimeout bounds a stale-while-revalidate revalidation: it runs
-// detached from the request that started it, so nothing else would.
-const backgroundTimeout = 30 * time.Second
 
 // freshState is the part of a Transport that issue 9 added: freshness,
 // coalescing, background revalidations and key customisation.
@@ -27,10 +21,7 @@ type freshState struct {
 	clock        func() time.Time // nil: time.Now; tests set it
 
 	flights coalescer
-
-	bgMu   sync.Mutex
-	bgBusy map[string]bool // flight keys with a background revalidation running
-	bg     sync.WaitGroup  // the background revalidations; tests wait on it
+	bg      refreshes // stale-while-revalidate refreshes (refresh.go)
 }
 
 // WithFreshness turns RFC 9111 freshness on or off (default off).
@@ -290,13 +281,16 @@ func (t *Transport) staleOnError(req *http.Request, l lookup, d decision, resp *
 func (t *Transport) forward(req *http.Request, l lookup, d decision) (*http.Response, error) {
 	key, ok := t.flightKey(req, l, d)
 	if !ok {
-		return t.exchange(req, l, d)
+		resp, _, err := t.exchange(req, l, d)
+		return resp, err
 	}
 	resp, led, err := t.fx.flights.do(req.Context(), key, t.maxSize, func(ctx context.Context) (*http.Response, error) {
-		return t.exchange(req.WithContext(ctx), l, d)
+		resp, _, err := t.exchange(req.WithContext(ctx), l, d)
+		return resp, err
 	})
 	if errors.Is(err, errNotShared) {
-		return t.exchange(req, l, d)
+		resp, _, err := t.exchange(req, l, d)
+		return resp, err
 	}
 	if err != nil {
 		return nil, err
@@ -350,51 +344,6 @@ func (t *Transport) flightKey(req *http.Request, l lookup, d decision) (string, 
 	return b.String(), true
 }
 
-// revalidateInBackground starts a stale-while-revalidate revalidation of
-// the entry, unless one is running for it already. It runs detached from
-// the caller's context (keeping its values), bounded by backgroundTimeout,
-// on a clone of the request, and reads the answer to its end so that it is
-// stored. It joins a foreground revalidation of the same entry when
-// coalescing is on.
-func (t *Transport) revalidateInBackground(req *http.Request, l lookup, d decision) {
-	key, _ := t.flightKey(req, l, decision{action: actRevalidate, fwd: "stale"})
-	fx := &t.fx
-	fx.bgMu.Lock()
-	if fx.bgBusy[key] {
-		fx.bgMu.Unlock()
-		return
-	}
-	if fx.bgBusy == nil {
-		fx.bgBusy = make(map[string]bool)
-	}
-	fx.bgBusy[key] = true
-	fx.bg.Add(1)
-	fx.bgMu.Unlock()
-
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), backgroundTimeout)
-	breq := req.Clone(ctx) // the caller may reuse its request once we return
-	d.action, d.fwd = actRevalidate, "stale"
-	go func() {
-		defer func() {
-			cancel()
-			fx.bgMu.Lock()
-			delete(fx.bgBusy, key)
-			fx.bgMu.Unlock()
-			fx.bg.Done()
-		}()
-		resp, err := t.forward(breq, l, d)
-		if err != nil {
-			t.log.DebugContext(ctx, "etagcache: background revalidation failed", "key", l.key, "err", err)
-			return
-		}
-		_, _ = io.Copy(io.Discard, resp.Body) // to the end: that is what stores it
-		_ = resp.Body.Close()
-	}()
-}
-
-// waitBackground waits for the background revalidations started so far.
-func (t *Transport) waitBackground() { t.fx.bg.Wait() }
-
 // worthStoring reports whether a response to a GET is worth keeping.
 // Without freshness only 200 responses with a validator are: they are
 // always revalidated, and one without a validator would never be served.
@@ -422,9 +371,12 @@ func (t *Transport) worthStoring(resp *http.Response) bool {
 
 // postAsGet stores, in freshness mode, the answer to a POST that names its
 // own target in Content-Location and has an explicit lifetime: RFC 9110
-// §9.3.3 lets it answer later GETs of that URI. Anything else is returned
-// as it is.
-func (t *Transport) postAsGet(req *http.Request, resp *http.Response) *http.Response {
+// §9.3.3 lets it answer later GETs of that URI. It is admitted as any
+// answer to a GET would be, under the POST's own partition and Vary
+// values; note is the invalidation sequence after the POST's own
+// invalidations, and at when it was sent. Anything else is returned as it
+// is.
+func (t *Transport) postAsGet(req *http.Request, resp *http.Response, note uint64, at time.Time) *http.Response {
 	if !t.fx.cfg.enabled || req.Method != http.MethodPost || resp.StatusCode != http.StatusOK {
 		return resp
 	}
@@ -438,12 +390,10 @@ func (t *Transport) postAsGet(req *http.Request, resp *http.Response) *http.Resp
 		return resp // heuristic freshness does not apply to POST answers
 	}
 	rh := canonicalHeader(req.Header)
-	l := lookup{key: t.keyOf(req), h: rh, part: partition(rh, req.URL)}
-	if t.partitionOf != nil {
-		l.part = hookPartition(t.partitionOf(req))
-	}
+	l := lookup{key: t.keyOf(req), h: rh, note: note}
+	l.part, l.vary = t.partitionFor(req, rh)
 	resp.Header = h
-	stored, err := t.stored(req, l, resp, t.now(), "fwd=method", false)
+	stored, _, err := t.stored(req, req, l, resp, at, "fwd=method", false)
 	if err != nil {
 		return resp
 	}

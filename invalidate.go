@@ -1,0 +1,80 @@
+package etagcache
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// invalidations make a write's invalidation win over every response that
+// was requested before it (RFC 9111 §4.4): a GET still streaming, a
+// background refresh or a coalesced exchange that was under way when a
+// POST succeeded must not store its older answer afterwards.
+//
+// Each invalidation takes the next number of a sequence and records it in
+// the bucket its key hashes to; a request notes the sequence when it looks
+// the store up, and a write on its behalf is dropped when the key's bucket
+// has moved past that note. Buckets are shared by many keys, so a write may
+// be dropped for another key's invalidation: that costs a later miss, never
+// a stale answer, and the table never grows.
+type invalidations struct {
+	seq     atomic.Uint64
+	buckets [invalidationBuckets]atomic.Uint64
+}
+
+const invalidationBuckets = 1024
+
+// now is the note a request takes before it asks the origin anything.
+func (v *invalidations) now() uint64 { return v.seq.Load() }
+
+// mark records an invalidation of key. It comes before the store's Delete,
+// so that a write that checks after the Delete sees it.
+func (v *invalidations) mark(key string) {
+	s := v.seq.Add(1)
+	b := &v.buckets[v.bucket(key)]
+	for {
+		old := b.Load()
+		if old >= s || b.CompareAndSwap(old, s) {
+			return
+		}
+	}
+}
+
+// since reports whether key may have been invalidated after the note.
+func (v *invalidations) since(key string, note uint64) bool {
+	return v.buckets[v.bucket(key)].Load() > note
+}
+
+// bucket hashes key with FNV-1a: no seed, so the zero table works.
+func (v *invalidations) bucket(key string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return h % invalidationBuckets
+}
+
+// invalidate removes what the store holds for key, after marking it, so
+// that no write of a response requested earlier lands after the removal.
+func (t *Transport) invalidate(ctx context.Context, key string) {
+	t.inval.mark(key)
+	t.storeDelete(ctx, key)
+}
+
+// guardedWrite runs write, a store write for key on behalf of a request
+// that took the note, unless key was invalidated since. An invalidation
+// that lands between the check and the write is undone afterwards: the
+// write is removed again, and the invalidation wins.
+func (t *Transport) guardedWrite(ctx context.Context, key string, note uint64, write func() error) (bool, error) {
+	if t.inval.since(key, note) {
+		return false, nil
+	}
+	if err := write(); err != nil {
+		return false, err
+	}
+	if t.inval.since(key, note) {
+		t.storeDelete(context.WithoutCancel(ctx), key)
+		return false, nil
+	}
+	return true, nil
+}
