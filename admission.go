@@ -77,24 +77,34 @@ func (t *Transport) reusable(resp *http.Response) bool {
 	return !star
 }
 
-// follows reports whether a follower's request, with lookup f, may be
-// handed the response the leader received for its lookup l, whose header
-// is h: the same partition (the flight key holds it), the same Vary
-// values, and a content coding the follower accepts. It is what matches
-// would say of the entry the response makes.
-func (t *Transport) follows(a *admission, l, f *lookup, h http.Header) bool {
-	if !a.share || f.part != l.part {
-		return false
+// followers returns the rule that says which followers of a coalesced
+// exchange may be handed its answer, resp, received for the leader's
+// lookup l under admission a: those that a stored copy would be served to
+// (the same partition, the flight key holds it; the same Vary values; a
+// content coding they accept). It reads all it needs of resp now: the
+// leader's caller owns resp's header as soon as the exchange returns.
+func (t *Transport) followers(a admission, l *lookup, resp *http.Response) func(*http.Request) bool {
+	if !a.share {
+		return func(*http.Request) bool { return false }
 	}
 	names, digest := a.names, a.digest
 	if a.lazy {
-		names, _ = varyNames(h)
-		names = t.impliedVary(names, h, l.h)
+		names, _ = varyNames(resp.Header)
+		names = t.impliedVary(names, resp.Header, l.h)
 		digest = varyDigest(l.part, names, l.vary)
 	}
-	d := varyDigest(f.part, names, f.vary)
-	if !bytes.Equal(d[:], digest[:]) {
-		return false
+	coding := http.Header{"Content-Encoding": slices.Clone(resp.Header["Content-Encoding"])}
+	anyCoding := slices.Contains(names, "Accept-Encoding")
+	part := l.part
+	return func(f *http.Request) bool {
+		h := canonicalHeader(f.Header)
+		fpart, vary := t.partitionFor(f, h)
+		if fpart != part {
+			return false
+		}
+		if d := varyDigest(fpart, names, vary); !bytes.Equal(d[:], digest[:]) {
+			return false
+		}
+		return anyCoding || acceptsCoding(h, coding)
 	}
-	return acceptsCoding(f.h, h) || slices.Contains(names, "Accept-Encoding")
 }
