@@ -327,6 +327,12 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 	}
 	rd := parseRequestDirectives(ctx, h)
 	d := decide(rd, l.entry, t.now(), t.fx.cfg)
+	if l.entry == nil && t.fx.cfg.enabled {
+		// Before only-if-cached's 504: a stored part may be the whole.
+		if resp, ok, err := t.complete(req, l, rd); ok {
+			return resp, err
+		}
+	}
 	switch d.action {
 	case actServe:
 		return t.serveStored(req, l.entry, d, ""), nil
@@ -335,11 +341,6 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 		return t.serveStored(req, l.entry, d, "detail=stale-while-revalidate"), nil
 	case actGatewayTimeout:
 		return gatewayTimeout(req), nil
-	}
-	if l.entry == nil && t.fx.cfg.enabled {
-		if resp, ok, err := t.complete(req, l, rd); ok {
-			return resp, err
-		}
 	}
 	resp, err := t.forward(req, l, d)
 	return t.staleOnError(req, l, d, resp, err)
