@@ -77,8 +77,9 @@ type decision struct {
 	age, ttl time.Duration
 	// etag and lastModified are the validators to send with actRevalidate.
 	etag, lastModified string
-	// staleIfError reports whether the entry may answer instead of a 5xx
-	// or a network error from the origin (RFC 5861 §4, or configuration).
+	// staleIfError reports whether the entry may answer instead of an
+	// error from the origin (RFC 5861 §4, or configuration): a 500, 502,
+	// 503 or 504, or no answer.
 	staleIfError bool
 	// fwd is the Cache-Status reason for going forward: "stale" (the entry
 	// needs validation) or "request" (the request asked for it).
@@ -210,6 +211,14 @@ func within(staleness time.Duration, window int64, fallback time.Duration) bool 
 
 func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 
+// deltaCap is where ages and lifetimes saturate: 2^31 seconds (RFC 9111
+// §1.2.2). A sum of two stays well inside time.Duration, whereas adding to
+// time.Time.Sub's own saturation (about 292 years) would overflow.
+const deltaCap = maxDelta * time.Second
+
+// span is the time from a to b, within [0, deltaCap].
+func span(a, b time.Time) time.Duration { return min(max(0, b.Sub(a)), deltaCap) }
+
 // currentAge computes the age of a stored response now (RFC 9111 §4.2.3):
 //
 //	apparent_age = max(0, response_time - date_value)
@@ -218,22 +227,24 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 //	current_age = corrected_initial_age + (now - response_time)
 //
 // where date_value is the response's Date (or its time of receipt, when it
-// has no valid Date). The result is rounded down to whole seconds, the
-// resolution of the fields involved.
+// has no valid Date). Every term saturates at deltaCap, so does the result,
+// which is rounded down to whole seconds, the resolution of the fields
+// involved.
 func currentAge(e *Entry, f *entryFacts, now time.Time) time.Duration {
 	return ageAt(f, now.Sub(e.ResponseTime))
 }
 
 // ageAt is the current age of a response resident for the given time.
 func ageAt(f *entryFacts, resident time.Duration) time.Duration {
-	return (f.initialAge + max(0, resident)).Truncate(time.Second)
+	return min(f.initialAge+min(max(0, resident), deltaCap), deltaCap).Truncate(time.Second)
 }
 
 // freshnessLifetime is how long the response is fresh after it was
 // generated (RFC 9111 §4.2.1): max-age, else Expires minus Date (an invalid
 // Expires is already expired, §5.3), else a heuristic for a response with
-// Last-Modified and a status that allows it (§4.2.2). s-maxage is for shared
-// caches; we are a private one and ignore it.
+// Last-Modified and a status that allows it (§4.2.2); never more than
+// deltaCap. s-maxage is for shared caches; we are a private one and ignore
+// it.
 func freshnessLifetime(status int, f *entryFacts, cfg freshConfig) time.Duration {
 	if f.cc.maxAge >= 0 {
 		return seconds(f.cc.maxAge)
@@ -242,7 +253,7 @@ func freshnessLifetime(status int, f *entryFacts, cfg freshConfig) time.Duration
 		if !f.expiresOK {
 			return 0
 		}
-		return max(0, f.expires.Sub(f.date))
+		return span(f.date, f.expires)
 	}
 	if !heuristicallyCacheable(status) {
 		return 0
@@ -251,7 +262,10 @@ func freshnessLifetime(status int, f *entryFacts, cfg freshConfig) time.Duration
 	if !f.lastModifiedOK || !lm.Before(f.date) {
 		return 0
 	}
-	h := time.Duration(float64(f.date.Sub(lm)) * cfg.heuristicFraction)
+	h := deltaCap
+	if v := float64(f.date.Sub(lm)) * cfg.heuristicFraction; v < float64(deltaCap) {
+		h = time.Duration(v)
+	}
 	if cfg.heuristicCap > 0 {
 		h = min(h, cfg.heuristicCap)
 	}

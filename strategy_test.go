@@ -41,6 +41,8 @@ var freshOn = freshConfig{enabled: true, heuristicFraction: defaultHeuristicFrac
 
 func TestDecide(t *testing.T) {
 	etag := "Etag: \"v1\""
+	const ancient = "Mon, 01 Jan 0001 00:00:00 GMT" // a zero time.Time, formatted
+	const maxAge = maxDelta * time.Second
 	lm := "Last-Modified: " + date(-100*time.Hour)
 	cases := []struct {
 		name  string
@@ -106,6 +108,32 @@ func TestDecide(t *testing.T) {
 			entry: entryAt(etag, "Cache-Control: max-age=3600", "Date: "+date(-2*time.Hour)), at: 0, want: actRevalidate, age: 2 * time.Hour},
 		{name: "9111 4.2.3 a Date in the future does not make age negative", cfg: freshOn, req: reqWith(),
 			entry: entryAt("Cache-Control: max-age=60", "Date: "+date(time.Hour)), at: 30 * time.Second, want: actServe, age: 30 * time.Second},
+		{name: "9111 1.2.2 an ancient Date saturates the age at 2^31 s", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Cache-Control: max-age=0", "Date: "+ancient), at: time.Second, want: actRevalidate, age: maxAge, ttl: -maxAge},
+		{name: "9111 1.2.2 an ancient Date with a long max-age: stale", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Cache-Control: max-age=2147483648", "Date: "+ancient), at: time.Second, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 Expires minus an ancient Date saturates too", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Expires: Fri, 31 Dec 9999 23:59:59 GMT", "Date: "+ancient), at: time.Second, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 Expires far ahead of Date: fresh", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Expires: Fri, 31 Dec 9999 23:59:59 GMT", "Date: "+date(0)), at: time.Hour, want: actServe, age: time.Hour, ttl: maxAge - time.Hour},
+		{name: "9111 1.2.2 a received Age of 2^31 s stays there", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Cache-Control: max-age=60", "Age: 99999999999", "Date: "+date(0)), at: 100 * 365 * 24 * time.Hour, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 an entry without request and response times", cfg: freshOn, req: reqWith(),
+			entry: func() *Entry {
+				e := entryAt(etag, "Cache-Control: max-age=3600", "Age: 10", "Date: "+date(0))
+				e.RequestTime, e.ResponseTime = time.Time{}, time.Time{}
+				return e
+			}(), at: 0, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 a request time centuries before the response", cfg: freshOn, req: reqWith(),
+			entry: func() *Entry {
+				e := entryAt(etag, "Cache-Control: max-age=3600", "Age: 10", "Date: "+date(0))
+				e.RequestTime = time.Time{}
+				return e
+			}(), at: 0, want: actRevalidate, age: maxAge},
+		{name: "9111 4.2.2 a heuristic from an ancient Last-Modified is capped", cfg: freshOn, req: reqWith(),
+			entry: entryAt("Last-Modified: "+ancient, "Date: "+date(0)), at: time.Hour, want: actServe, ttl: 23 * time.Hour},
+		{name: "9111 1.2.2 a heuristic past any duration saturates", cfg: freshConfig{enabled: true, heuristicFraction: 2}, req: reqWith(),
+			entry: entryAt("Last-Modified: "+ancient, "Date: "+date(0)), at: time.Hour, want: actServe, ttl: maxAge - time.Hour},
 		{name: "9111 5.1 list-valued Age: first member", cfg: freshOn, req: reqWith(),
 			entry: entryAt("Cache-Control: max-age=3600", "Age: 100, 5000", "Date: "+date(0)), at: 0, want: actServe, age: 100 * time.Second},
 		{name: "9111 5.1 invalid Age ignored", cfg: freshOn, req: reqWith(),

@@ -527,6 +527,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	ctx := req.Context()
 	old := l.entry
 	merged := mergeHeader(old.Header, nm.Header, 3)
+	receiptDate(merged, nm.Header, t.now())
 	switch {
 	case hasDirective(nm.Header, "no-store"): // a stored entry never had it
 		t.storeDelete(ctx, l.key)
@@ -539,7 +540,11 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	// The fields we add share one array. Set-Cookie is the 304's: it is
 	// for this caller, never stored and never replayed.
 	added := []string{strconv.Itoa(len(old.Body)), cacheStatus(nm.Header, fwd+"; fwd-status=304")}
-	merged["Content-Length"] = added[0:1:1]
+	if lengthless(old.Status) {
+		delete(merged, "Content-Length")
+	} else {
+		merged["Content-Length"] = added[0:1:1]
+	}
 	merged[HeaderCacheStatus] = added[1:2:2]
 	if sc := nm.Header["Set-Cookie"]; len(sc) > 0 {
 		merged["Set-Cookie"] = sc
