@@ -2,6 +2,7 @@ package etagcache
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -116,15 +117,16 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 	staleness := -d.ttl
 
 	switch {
-	case req.refresh:
-		return decision{action: actFetch, fwd: "request", age: d.age, ttl: d.ttl}
 	case req.onlyIfCached(cfg):
-		if usableWithoutOrigin(&req, rcc, &d, staleness) {
+		// A refresh says the entry is wrong; the origin may not be asked.
+		if !req.refresh && usableWithoutOrigin(&req, rcc, &d, staleness) {
 			d.action = actServe
 		} else {
 			d.action = actGatewayTimeout
 		}
 		return d
+	case req.refresh:
+		return decision{action: actFetch, fwd: "request", age: d.age, ttl: d.ttl}
 	}
 	validators := func() bool {
 		d.etag, d.lastModified = f.etag, f.validLM
@@ -167,6 +169,73 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 		return d
 	}
 	return revalidate("stale")
+}
+
+// preconditionAnswer is what a request that may not reach the origin gets
+// from a stored response that decide allows to answer it, given the
+// request's preconditions (header h, canonical keys; get is false for a
+// HEAD): 200 for the stored response as it is, 304 when the request's own
+// If-None-Match, or else If-Modified-Since, is false for it (RFC 9111
+// §4.3.2, RFC 9110 §13.2.2), and 504 when a precondition only the origin may
+// evaluate (If-Match, If-Unmodified-Since) or a Range with preconditions
+// remains. Preconditions apply to a 2xx response only (RFC 9110 §13.2.1).
+func preconditionAnswer(h http.Header, status int, f *entryFacts, get bool) int {
+	if status < 200 || status > 299 {
+		return http.StatusOK
+	}
+	if _, ok := h["If-Match"]; ok {
+		return http.StatusGatewayTimeout
+	}
+	if _, ok := h["If-Unmodified-Since"]; ok {
+		return http.StatusGatewayTimeout
+	}
+	if inm, ok := h["If-None-Match"]; ok {
+		if listsTag(inm, f.etag) {
+			return http.StatusNotModified
+		}
+	} else if ims := h["If-Modified-Since"]; len(ims) == 1 { // more members: ignored (RFC 9110 §13.1.3)
+		lm := f.date // a response without Last-Modified is judged by its Date (RFC 9111 §4.3.2)
+		if f.lastModifiedOK {
+			lm = f.lastModified
+		}
+		if since, ok := httpDate(ims[0]); ok && !lm.After(since) {
+			return http.StatusNotModified
+		}
+	}
+	if _, ok := h["Range"]; ok && get {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusOK
+}
+
+// listsTag reports whether If-None-Match field lines name etag, by weak
+// comparison (RFC 9110 §13.1.2), or are "*", which any stored response
+// matches. Parsing stops at the first malformed member of a line.
+func listsTag(lines []string, etag string) bool {
+	for _, s := range lines {
+		for {
+			s = strings.TrimLeft(s, " \t,")
+			if s == "" {
+				break
+			}
+			if s[0] == '*' {
+				return true
+			}
+			rest := strings.TrimPrefix(s, "W/")
+			if !strings.HasPrefix(rest, `"`) {
+				break
+			}
+			end := strings.IndexByte(rest[1:], '"') + 2 // past the closing quote
+			if end < 2 {
+				break
+			}
+			if weakMatch(rest[:end], etag) {
+				return true
+			}
+			s = rest[end:]
+		}
+	}
+	return false
 }
 
 // usableWithoutOrigin reports whether the entry may answer req without

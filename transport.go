@@ -191,9 +191,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch req.Method {
 	case http.MethodGet, "":
 	case http.MethodHead, http.MethodOptions, http.MethodTrace:
+		if h := canonicalHeader(req.Header); t.onlyIfCached(req.Context(), h) {
+			return t.cachedOnly(req, h)
+		}
 		t.stats.bypassed.Add(1)
 		return t.base.RoundTrip(req)
 	default:
+		if h := canonicalHeader(req.Header); t.onlyIfCached(req.Context(), h) {
+			return t.cachedOnly(req, h)
+		}
 		return t.unsafe(req)
 	}
 	h := canonicalHeader(req.Header)
@@ -204,6 +210,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.getRange(req, h)
 	}
 	if bypass || (fields && hasConditional(h)) {
+		if t.onlyIfCached(req.Context(), h) {
+			return t.cachedOnly(req, h)
+		}
 		t.stats.bypassed.Add(1)
 		resp, err := t.send(req)
 		if err != nil {
