@@ -46,7 +46,8 @@ func WithRefresh(ctx context.Context) context.Context {
 // origin, as a request Cache-Control: only-if-cached asks (RFC 9111
 // §5.2.1.7): it answers from a stored response that may be used without
 // validation (fresh, or stale within the request's max-stale), and otherwise
-// with a 504 Gateway Timeout made by the cache, in both modes. A HEAD is answered with the stored GET response's header; a request's own
+// with a 504 Gateway Timeout made by the cache, in both modes. A HEAD is
+// answered with the stored GET response's header; a request's own
 // If-None-Match or If-Modified-Since is evaluated against the stored
 // response (a 304 when it is false); a Range is served from the stored
 // response. If-Match, If-Unmodified-Since, a request body, another method,
