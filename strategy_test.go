@@ -292,7 +292,7 @@ func TestPreconditionAnswer(t *testing.T) {
 		{"9110 13.1.2 malformed", []string{`If-None-Match: v1`}, entryAt(`Etag: "v1"`), false, 200},
 		{"9110 13.1.2 HEAD", []string{`If-None-Match: "v1"`}, entryAt(`Etag: "v1"`), true, 304},
 		{"9110 13.1.3 not modified since", []string{"If-Modified-Since: " + date(-time.Hour)}, entryAt(lm), false, 304},
-		{"9110 13.1.3 modified since", []string{"If-Modified-Since: " + date(-2 * time.Hour)}, entryAt(lm), false, 200},
+		{"9110 13.1.3 modified since", []string{"If-Modified-Since: " + date(-2*time.Hour)}, entryAt(lm), false, 200},
 		{"9111 4.3.2 no Last-Modified: Date", []string{"If-Modified-Since: " + date(0)}, entryAt("Date: " + date(0)), false, 304},
 		{"9111 4.3.2 no Last-Modified: Date, modified", []string{"If-Modified-Since: " + date(-time.Second)}, entryAt("Date: " + date(0)), false, 200},
 		{"9110 13.1.3 an invalid date is ignored", []string{"If-Modified-Since: yesterday"}, entryAt(lm), false, 200},
