@@ -75,7 +75,10 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusPartialContent || t.unaccounted(ctx, req, resp) ||
+	if resp.StatusCode == http.StatusPartialContent && t.unaccounted(ctx, req, resp) {
+		return t.passOn(req, resp, "fwd=bypass; detail=credentials-below-cache"), nil
+	}
+	if resp.StatusCode != http.StatusPartialContent ||
 		resp.Body == nil || resp.ContentLength > t.maxSize || t.noStore(resp) ||
 		!hasLifetime(resp.Header, http.StatusOK, now, t.fx.cfg) {
 		return t.passOn(req, resp, "fwd=bypass"), nil
@@ -87,7 +90,7 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 	if star {
 		return t.passOn(req, resp, "fwd=bypass"), nil
 	}
-	digest := varyDigest(l.part, names, h)
+	digest := varyDigest(l.part, names, l.vary)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       withoutNoCacheFields(storedHeader(resp.Header)),

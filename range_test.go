@@ -251,3 +251,22 @@ func TestCompletionWithCredentialsAddedBelowTheCache(t *testing.T) {
 		})
 	}
 }
+
+// Under a partition hook, a stored 206 whose Vary names a credential is
+// found again with another token, as a complete response is.
+func TestPartialUnderPartitionHookWithVaryNamingCredentials(t *testing.T) {
+	o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", "Authorization")
+		w.Header().Set("ETag", `"v1"`)
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader("0123456789"))
+	})
+	tr := newFreshTransport(t, newFakeClock(), WithFreshness(true),
+		WithPartition(func(*http.Request) string { return "installation-1" }))
+	resp, _ := get(t, tr.Client(), o.URL, http.Header{"Range": {"bytes=0-4"}, "Authorization": {"token t1"}})
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	resp, body := get(t, tr.Client(), o.URL, http.Header{"Range": {"bytes=1-2"}, "Authorization": {"token t2"}})
+	assert.Equal(t, "12", body)
+	assert.Equal(t, ResultHit, ResultOf(resp), "the stored part was a variant miss for another token")
+	assert.Len(t, o.requests(), 1)
+}
