@@ -171,6 +171,17 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 	return revalidate("stale")
 }
 
+// originError reports whether an origin's status is one of the errors
+// that stale-if-error may answer instead of (RFC 5861 §4, with no answer at
+// all); any other, a 501 or a 505 too, is the origin's answer.
+func originError(status int) bool {
+	switch status {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
 // preconditionAnswer is what a request that may not reach the origin gets
 // from a stored response that decide allows to answer it, given the
 // request's preconditions (header h, canonical keys; get is false for a

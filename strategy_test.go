@@ -317,6 +317,13 @@ func TestPreconditionAnswer(t *testing.T) {
 	}
 }
 
+func TestOriginError(t *testing.T) {
+	for status := 100; status < 600; status++ {
+		want := status == 500 || status == 502 || status == 503 || status == 504
+		assert.Equal(t, want, originError(status), "5861 4: %d", status)
+	}
+}
+
 func TestParseCacheControl(t *testing.T) {
 	h := http.Header{"Cache-Control": {`No-Cache="Set-Cookie, X-A", max-stale , min-fresh=5`, `stale-while-revalidate=3, STALE-IF-ERROR=4, x="a,max-age=1"`, "max-age=99999999999"}}
 	cc := parseCacheControl(h)

@@ -61,10 +61,9 @@ func WithFreshness(on bool) Option {
 // status or cannot be reached, for responses that carry no stale-if-error
 // directive of their own (RFC 5861 §4); 0, the default, means never. Any
 // other status, a 501 or a 505 too, is the origin's answer and reaches the
-// caller. It applies in both modes,
-// but never to a response with no-cache or must-revalidate. A response
-// served this way carries Cache-Status "hit; ttl=-N; detail=stale-if-error"
-// and X-From-Cache: 1.
+// caller. It applies in both modes, but never to a response with no-cache
+// or must-revalidate. A response served this way carries Cache-Status
+// "hit; ttl=-N; detail=stale-if-error" and X-From-Cache: 1.
 func WithStaleIfError(d time.Duration) Option {
 	return func(t *Transport) { t.fx.cfg.staleIfError = max(0, d) }
 }
@@ -286,17 +285,6 @@ func (t *Transport) staleOnError(req *http.Request, l lookup, d decision, resp *
 	d.age = currentAge(l.entry, factsOf(l.entry), now)
 	d.ttl = lifetime - d.age
 	return t.serveStored(req, l.entry, d, "detail=stale-if-error"), nil
-}
-
-// originError reports whether a status is one of the errors RFC 5861 §4
-// lets stale-if-error hide; any other (a 501 or 505 too) is the origin's
-// answer to the request.
-func originError(status int) bool {
-	switch status {
-	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
-	}
-	return false
 }
 
 // forward does the decision's exchange with the origin, shared with the
