@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // onlyIfCached reports whether a request must not reach the origin: its
@@ -41,7 +42,7 @@ func (t *Transport) cachedOnly(req *http.Request, h http.Header) (*http.Response
 	case http.StatusNotModified:
 		hh := hitHeader(e, d.age, d.ttl, "", nil)
 		for k := range hh {
-			if k != "Content-Location" && len(k) > 8 && k[:8] == "Content-" {
+			if k != "Content-Location" && strings.HasPrefix(k, "Content-") {
 				delete(hh, k) // a 304 describes no content (RFC 9110 §15.4.5)
 			}
 		}
