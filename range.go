@@ -16,9 +16,11 @@ import (
 // range: the complete 200 of the resource, or the one 206 kept for it. Any
 // other Range request goes to the origin as it was made (with If-Range,
 // several ranges, or nothing usable stored), and a single-range 206 it
-// answers with a freshness lifetime is kept for later ranges. Partial
-// responses are never combined, and never served to requests without Range.
-// Without freshness, Range requests bypass the store, as they always did.
+// answers with a freshness lifetime is kept for later ranges. A kept 206 is
+// combined only with the rest of the representation under its strong ETag,
+// and answers a request without Range only as the whole (complete). Without
+// freshness, Range requests bypass the store, as they always did, except
+// under OnlyIfCached, which serves them from a usable stored 200 or 504s.
 
 // partialVariant names the slot of a partition's stored 206.
 func partialVariant(part string) string { return part + "#partial" }
