@@ -29,7 +29,7 @@ func withControl(ctx context.Context, c control) context.Context {
 // writes its store for the request: it is sent as made, and the response
 // goes to the caller untouched (Cache-Status: fwd=bypass). Unlike a request
 // Cache-Control: no-store, nothing is said to the origin or to caches
-// between.
+// between. Under OnlyIfCached too, the request gets the cache's 504.
 func WithoutStore(ctx context.Context) context.Context {
 	return withControl(ctx, ctlWithoutStore)
 }
@@ -46,7 +46,12 @@ func WithRefresh(ctx context.Context) context.Context {
 // origin, as a request Cache-Control: only-if-cached asks (RFC 9111
 // §5.2.1.7): it answers from a stored response that may be used without
 // validation (fresh, or stale within the request's max-stale), and otherwise
-// with a 504 Gateway Timeout made by the cache.
+// with a 504 Gateway Timeout made by the cache, in both modes. A HEAD is
+// answered with the stored GET response's header; a request's own
+// If-None-Match or If-Modified-Since is evaluated against the stored
+// response (a 304 when it is false); a Range is served from the stored
+// response. If-Match, If-Unmodified-Since, a request body, another method,
+// WithRefresh and WithoutStore all get the 504.
 func OnlyIfCached(ctx context.Context) context.Context {
 	return withControl(ctx, ctlOnlyIfCached)
 }

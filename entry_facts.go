@@ -45,9 +45,9 @@ func parseFacts(e *Entry) entryFacts {
 		}
 	}
 	f.lastModified, f.lastModifiedOK = httpDate(e.Header.Get("Last-Modified"))
-	apparent := max(0, e.ResponseTime.Sub(f.date))
-	delay := max(0, e.ResponseTime.Sub(e.RequestTime))
-	f.initialAge = max(apparent, seconds(f.age)+delay)
+	apparent := span(f.date, e.ResponseTime)
+	delay := span(e.RequestTime, e.ResponseTime)
+	f.initialAge = min(max(apparent, seconds(f.age)+delay), deltaCap)
 	_, f.encoded = e.Header["Content-Encoding"]
 	return f
 }
@@ -127,11 +127,11 @@ func factsOf(e *Entry) *entryFacts {
 // hitHeader returns a header map of the caller's own for a response served
 // from e with the given age and remaining freshness, and a Cache-Status
 // detail ("" for none): the stored fields, Content-Length set to the body's
-// length, Age (replacing any received one, RFC 9111 §5.1), X-From-Cache and
-// Cache-Status. The value slices are shared with the entry and with other
-// hits, as the entry's own are: they are never modified. plain is the
-// configuration under which decide served a request without directives,
-// or nil for any other request.
+// length (none for a 204), Age (replacing any received one, RFC 9111 §5.1),
+// X-From-Cache and Cache-Status. The value slices are shared with the entry
+// and with other hits, as the entry's own are: they are never modified.
+// plain is the configuration under which decide served a request without
+// directives, or nil for any other request.
 func hitHeader(e *Entry, age, ttl time.Duration, detail string, plain *freshConfig) http.Header {
 	as, ts := int64(age/time.Second), int64(ttl/time.Second)
 	m := e.memoized()
@@ -176,6 +176,13 @@ func templateSize(n int) int64 {
 	return int64(48+48+352+64) + int64(headerMapSize(n))
 }
 
+// lengthless reports whether a response of the status carries no
+// Content-Length: a 1xx or a 204 never does (RFC 9110 §8.6), and a 304
+// made from the store has no body to measure.
+func lengthless(status int) bool {
+	return status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
+}
+
 func newHitHeader(e *Entry, age, ttl int64, detail string) http.Header {
 	n := len(e.Header)
 	for _, k := range []string{"Content-Length", HeaderFromCache, "Age", HeaderCacheStatus} {
@@ -186,7 +193,10 @@ func newHitHeader(e *Entry, age, ttl int64, detail string) http.Header {
 	// Sized exactly: the per-hit copy is then as small as it can be.
 	h := make(http.Header, n)
 	maps.Copy(h, e.Header)
-	if cl := e.Header["Content-Length"]; len(cl) != 1 || !atoiIs(cl[0], len(e.Body)) {
+	switch cl := e.Header["Content-Length"]; {
+	case lengthless(e.Status):
+		delete(h, "Content-Length")
+	case len(cl) != 1 || !atoiIs(cl[0], len(e.Body)):
 		h["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
 	}
 	b := append(make([]byte, 0, 48), cacheName+"; hit; ttl="...)

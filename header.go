@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // hopByHop are the fields that describe one connection, not the response
@@ -86,6 +87,15 @@ func mergeHeader(stored, notModified http.Header, extra int) http.Header {
 		}
 	}
 	return out
+}
+
+// receiptDate gives a merged header the time of receipt as its Date when
+// the response merged in carried none (RFC 9110 §6.6.1): the stored Date
+// would date the renewed response from the first exchange.
+func receiptDate(merged, received http.Header, now time.Time) {
+	if received.Get("Date") == "" {
+		merged["Date"] = []string{now.UTC().Format(http.TimeFormat)}
+	}
 }
 
 func mergeable(notModified http.Header, k string) bool {

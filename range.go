@@ -1,8 +1,10 @@
 package etagcache
 
 import (
-	"fmt"
+	"context"
+	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,9 +16,11 @@ import (
 // range: the complete 200 of the resource, or the one 206 kept for it. Any
 // other Range request goes to the origin as it was made (with If-Range,
 // several ranges, or nothing usable stored), and a single-range 206 it
-// answers with a freshness lifetime is kept for later ranges. Partial
-// responses are never combined, and never served to requests without Range.
-// Without freshness, Range requests bypass the store, as they always did.
+// answers with a freshness lifetime is kept for later ranges. A kept 206 is
+// combined only with the rest of the representation under its strong ETag,
+// and answers a request without Range only as the whole (complete). Without
+// freshness, Range requests bypass the store, as they always did, except
+// under OnlyIfCached, which serves them from a usable stored 200 or 504s.
 
 // partialVariant names the slot of a partition's stored 206.
 func partialVariant(part string) string { return part + "#partial" }
@@ -73,7 +77,10 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusPartialContent || t.unaccounted(ctx, req, resp) ||
+	if resp.StatusCode == http.StatusPartialContent && t.unaccounted(ctx, req, resp) {
+		return t.passOn(req, resp, "fwd=bypass; detail=credentials-below-cache"), nil
+	}
+	if resp.StatusCode != http.StatusPartialContent ||
 		resp.Body == nil || resp.ContentLength > t.maxSize || t.noStore(resp) ||
 		!hasLifetime(resp.Header, http.StatusOK, now, t.fx.cfg) {
 		return t.passOn(req, resp, "fwd=bypass"), nil
@@ -85,7 +92,7 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 	if star {
 		return t.passOn(req, resp, "fwd=bypass"), nil
 	}
-	digest := varyDigest(l.part, names, h)
+	digest := varyDigest(l.part, names, l.vary)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       withoutNoCacheFields(storedHeader(resp.Header)),
@@ -176,13 +183,16 @@ func contentRange(v string) (first, last, total int64, ok bool) {
 }
 
 // complete answers a GET without Range from a fresh stored 206 that holds
-// the start of the representation, asking the origin only for the rest
-// (RFC 9111 §3.4): Range: bytes=N-, with If-Range when the stored part has
-// a strong ETag. A 206 for exactly the rest, under the same strong ETag,
-// is combined with the stored part into a complete 200, which is stored and
-// served; a 200 is the whole representation and is used as any other. ok
-// is false when there is nothing to complete, or when the answer cannot be
-// combined (it has then been discarded, and the caller fetches in full).
+// the start of the representation (RFC 9111 §3.4). A 206 that holds all of
+// it is the complete response: it is stored as a 200 and served, without
+// the origin. Otherwise only the rest is asked for (Range: bytes=N-, with
+// If-Range when the stored part has a strong ETag), and a 206 for exactly
+// the rest, under the same strong ETag, is streamed after the stored part
+// as a complete 200, which is stored once read to its end; a 200 is the
+// whole representation and is used as any other. ok is false when there is
+// nothing to complete, or when the answer is not usable (it answered a
+// range the caller never asked for: it has been discarded, and the caller
+// fetches in full).
 func (t *Transport) complete(req *http.Request, l lookup, rd requestDirectives) (resp *http.Response, ok bool, err error) {
 	ctx := req.Context()
 	pe, err := t.storeGet(ctx, l.key, partialVariant(l.part))
@@ -193,12 +203,31 @@ func (t *Transport) complete(req *http.Request, l lookup, rd requestDirectives) 
 	if !valid || first != 0 || last+1 != int64(len(pe.Body)) || total > t.maxSize {
 		return nil, false, nil
 	}
-	if d := decide(rd, pe, t.now(), t.fx.cfg); d.action != actServe {
+	d := decide(rd, pe, t.now(), t.fx.cfg)
+	if d.action != actServe {
 		return nil, false, nil
 	}
+	// The complete response goes where stored would put a 200.
+	variant := l.part
+	if l.primary {
+		variant = l.secondary
+	}
+	if last+1 == total {
+		e := &Entry{Status: http.StatusOK, Header: completeHeader(pe.Header, total), Body: pe.Body,
+			VaryNames: pe.VaryNames, VaryDigest: pe.VaryDigest, RequestTime: pe.RequestTime, ResponseTime: pe.ResponseTime}
+		t.putComplete(ctx, l, variant, e)
+		return t.serveStored(req, e, d, ""), true, nil
+	}
+	if rd.onlyIfCached(t.fx.cfg) {
+		return nil, false, nil
+	}
+
 	rest := new(http.Request)
 	*rest = *req
 	rest.Header = req.Header.Clone()
+	if rest.Header == nil {
+		rest.Header = make(http.Header)
+	}
 	rest.Header.Set("Range", "bytes="+strconv.FormatInt(last+1, 10)+"-")
 	etag := pe.Header.Get("Etag")
 	if etag != "" && !isWeak(etag) {
@@ -209,38 +238,120 @@ func (t *Transport) complete(req *http.Request, l lookup, rd requestDirectives) 
 	if err != nil {
 		return nil, true, err
 	}
-	switch {
-	case r.StatusCode == http.StatusOK:
-		resp, _, err := t.stored(req, rest, l, r, sent, "fwd=partial; fwd-status=200", false)
-		return resp, true, err
-	case r.StatusCode != http.StatusPartialContent:
-		return t.passOn(req, r, "fwd=partial; fwd-status="+strconv.Itoa(r.StatusCode)), true, nil
+	status := "fwd=partial; fwd-status=" + strconv.Itoa(r.StatusCode)
+	if t.unaccounted(ctx, rest, r) {
+		// Someone's answer, not the partition's: neither stored nor
+		// combined. A 200 is what the caller asked for; for anything else
+		// the plain fetch notices the credentials too and passes its answer on.
+		if r.StatusCode == http.StatusOK {
+			return t.passOn(req, r, status+"; detail=credentials-below-cache"), true, nil
+		}
+		discard(r.Body)
+		return nil, false, nil
 	}
+	switch r.StatusCode {
+	case http.StatusOK:
+		resp, _, err := t.stored(req, rest, l, r, sent, status, false)
+		return resp, true, err
+	case http.StatusPartialContent:
+	default:
+		discard(r.Body) // a 416, say: the answer to a range the caller never asked for
+		return nil, false, nil
+	}
+	want := total - int64(len(pe.Body))
 	f, lst, tot, valid := contentRange(r.Header.Get("Content-Range"))
-	if !valid || f != last+1 || lst != total-1 || tot != total || etag == "" || isWeak(etag) || r.Header.Get("Etag") != etag {
+	if !valid || f != last+1 || lst != total-1 || tot != total || etag == "" || isWeak(etag) ||
+		r.Header.Get("Etag") != etag || r.Body == nil || r.ContentLength >= 0 && r.ContentLength != want {
 		discard(r.Body) // not the rest of the same representation
 		return nil, false, nil
 	}
-	body := make([]byte, len(pe.Body), total)
-	copy(body, pe.Body)
-	n, err := io.ReadFull(r.Body, body[len(body):total])
-	_ = r.Body.Close()
-	if err != nil || int64(len(pe.Body)+n) != total {
-		return nil, true, fmt.Errorf("etagcache: completing a partial response: %w", err)
+	header := completeHeader(mergeHeader(pe.Header, storedHeader(r.Header), 1), total)
+	receiptDate(header, r.Header, t.now())
+	out := &http.Response{
+		Status:        "200 OK",
+		StatusCode:    http.StatusOK,
+		Proto:         r.Proto,
+		ProtoMajor:    r.ProtoMajor,
+		ProtoMinor:    r.ProtoMinor,
+		Header:        header.Clone(),
+		ContentLength: total,
+		Request:       req,
+		TLS:           r.TLS,
 	}
-	body = body[:total]
-	header := mergeHeader(pe.Header, storedHeader(r.Header), 1)
-	delete(header, "Content-Range")
-	header["Content-Length"] = []string{strconv.FormatInt(total, 10)}
-	e := &Entry{Status: http.StatusOK, Header: header, Body: body, VaryNames: pe.VaryNames, VaryDigest: pe.VaryDigest,
-		RequestTime: sent, ResponseTime: t.now()}
-	if _, err := t.guardedWrite(ctx, l.key, l.note, func() error { return t.store.Put(ctx, l.key, l.part, e) }); err != nil && ctx.Err() == nil {
-		t.storeFailed(ctx, "put", l.key, err)
+	if sc := r.Header["Set-Cookie"]; len(sc) > 0 {
+		out.Header["Set-Cookie"] = sc // for this caller only
 	}
-	d := decide(rd, e, t.now(), t.fx.cfg)
-	out := t.serveStored(req, e, d, "")
-	t.stats.hits.Add(-1) // the origin was asked: not a hit
-	out.Header.Del(HeaderFromCache)
-	out.Header[HeaderCacheStatus] = []string{cacheStatus(r.Header, "fwd=partial; fwd-status=206; stored")}
+	restBody := r.Body
+	if _, star := varyNames(r.Header); !star && !t.noStore(r) {
+		e := &Entry{Status: http.StatusOK, Header: withoutNoCacheFields(header), VaryNames: pe.VaryNames,
+			VaryDigest: pe.VaryDigest, RequestTime: sent, ResponseTime: t.now()}
+		// The stored part begins the kept copy, which grows with the bytes
+		// of the rest as they arrive, never to the total announced.
+		sb := newStoringBody(ctx, r.Body, total, t.maxSize, func(body []byte) {
+			e.Body = body
+			t.putComplete(ctx, l, variant, e)
+		})
+		sb.buf = pe.Body[:len(pe.Body):len(pe.Body)] // full: the first byte read copies it
+		restBody = sb
+		status += "; stored"
+	}
+	out.Header[HeaderCacheStatus] = []string{cacheStatus(r.Header, status)}
+	t.stats.bytesServed.Add(int64(len(pe.Body)))
+	out.Body = &completedBody{head: pe.Body, rest: restBody, want: want}
 	return out, true, nil
 }
+
+// completeHeader makes the header of a stored partial response, or of one
+// merged with the rest, that of the complete representation of total bytes.
+func completeHeader(partial http.Header, total int64) http.Header {
+	h := maps.Clone(partial) // the values are shared and never modified
+	delete(h, "Content-Range")
+	h["Content-Length"] = []string{strconv.FormatInt(total, 10)}
+	return h
+}
+
+// putComplete stores the complete response e made for the lookup l.
+func (t *Transport) putComplete(ctx context.Context, l lookup, variant string, e *Entry) {
+	wrote, err := t.guardedWrite(ctx, l.key, l.note, func() error { return t.store.Put(ctx, l.key, variant, e) })
+	if err != nil {
+		if ctx.Err() == nil {
+			t.storeFailed(ctx, "put", l.key, err)
+		}
+		return
+	}
+	if wrote {
+		t.stats.stored.Add(1)
+	}
+}
+
+// errLongerThanAnnounced is what a completed body returns when the origin
+// sends more than the rest of the representation.
+var errLongerThanAnnounced = errors.New("etagcache: the rest of a partial response is longer than its Content-Range")
+
+// completedBody is the stored part of a representation followed by the
+// rest, read from the origin; it fails unless the rest is exactly want
+// bytes long, as the Content-Range of both said.
+type completedBody struct {
+	head      []byte
+	rest      io.ReadCloser
+	want, got int64
+}
+
+func (b *completedBody) Read(p []byte) (int, error) {
+	if len(b.head) > 0 {
+		n := copy(p, b.head)
+		b.head = b.head[n:]
+		return n, nil
+	}
+	n, err := b.rest.Read(p)
+	b.got += int64(n)
+	switch {
+	case b.got > b.want:
+		return n - int(min(int64(n), b.got-b.want)), errLongerThanAnnounced
+	case err == io.EOF && b.got < b.want:
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *completedBody) Close() error { return b.rest.Close() }

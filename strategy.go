@@ -2,6 +2,7 @@ package etagcache
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -77,8 +78,9 @@ type decision struct {
 	age, ttl time.Duration
 	// etag and lastModified are the validators to send with actRevalidate.
 	etag, lastModified string
-	// staleIfError reports whether the entry may answer instead of a 5xx
-	// or a network error from the origin (RFC 5861 §4, or configuration).
+	// staleIfError reports whether the entry may answer instead of an
+	// error from the origin (RFC 5861 §4, or configuration): a 500, 502,
+	// 503 or 504, or no answer.
 	staleIfError bool
 	// fwd is the Cache-Status reason for going forward: "stale" (the entry
 	// needs validation) or "request" (the request asked for it).
@@ -115,15 +117,16 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 	staleness := -d.ttl
 
 	switch {
-	case req.refresh:
-		return decision{action: actFetch, fwd: "request", age: d.age, ttl: d.ttl}
 	case req.onlyIfCached(cfg):
-		if usableWithoutOrigin(&req, rcc, &d, staleness) {
+		// A refresh says the entry is wrong; the origin may not be asked.
+		if !req.refresh && usableWithoutOrigin(&req, rcc, &d, staleness) {
 			d.action = actServe
 		} else {
 			d.action = actGatewayTimeout
 		}
 		return d
+	case req.refresh:
+		return decision{action: actFetch, fwd: "request", age: d.age, ttl: d.ttl}
 	}
 	validators := func() bool {
 		d.etag, d.lastModified = f.etag, f.validLM
@@ -168,6 +171,84 @@ func decide(req requestDirectives, e *Entry, now time.Time, cfg freshConfig) dec
 	return revalidate("stale")
 }
 
+// originError reports whether an origin's status is one of the errors
+// that stale-if-error may answer instead of (RFC 5861 §4, with no answer at
+// all); any other, a 501 or a 505 too, is the origin's answer.
+func originError(status int) bool {
+	switch status {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// preconditionAnswer is what a request that may not reach the origin gets
+// from a stored response that decide allows to answer it, given the
+// request's preconditions (header h, canonical keys; get is false for a
+// HEAD): 200 for the stored response as it is, 304 when the request's own
+// If-None-Match, or else If-Modified-Since, is false for it (RFC 9111
+// §4.3.2, RFC 9110 §13.2.2), and 504 when a precondition only the origin may
+// evaluate (If-Match, If-Unmodified-Since) or a Range with preconditions
+// remains. Preconditions apply to a 2xx response only (RFC 9110 §13.2.1).
+func preconditionAnswer(h http.Header, status int, f *entryFacts, get bool) int {
+	if status < 200 || status > 299 {
+		return http.StatusOK
+	}
+	if _, ok := h["If-Match"]; ok {
+		return http.StatusGatewayTimeout
+	}
+	if _, ok := h["If-Unmodified-Since"]; ok {
+		return http.StatusGatewayTimeout
+	}
+	if inm, ok := h["If-None-Match"]; ok {
+		if listsTag(inm, f.etag) {
+			return http.StatusNotModified
+		}
+	} else if ims := h["If-Modified-Since"]; len(ims) == 1 { // more members: ignored (RFC 9110 §13.1.3)
+		lm := f.date // a response without Last-Modified is judged by its Date (RFC 9111 §4.3.2)
+		if f.lastModifiedOK {
+			lm = f.lastModified
+		}
+		if since, ok := httpDate(ims[0]); ok && !lm.After(since) {
+			return http.StatusNotModified
+		}
+	}
+	if _, ok := h["Range"]; ok && get {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusOK
+}
+
+// listsTag reports whether If-None-Match field lines name etag, by weak
+// comparison (RFC 9110 §13.1.2), or are "*", which any stored response
+// matches. Parsing stops at the first malformed member of a line.
+func listsTag(lines []string, etag string) bool {
+	for _, s := range lines {
+		for {
+			s = strings.TrimLeft(s, " \t,")
+			if s == "" {
+				break
+			}
+			if s[0] == '*' {
+				return true
+			}
+			rest := strings.TrimPrefix(s, "W/")
+			if !strings.HasPrefix(rest, `"`) {
+				break
+			}
+			end := strings.IndexByte(rest[1:], '"') + 2 // past the closing quote
+			if end < 2 {
+				break
+			}
+			if weakMatch(rest[:end], etag) {
+				return true
+			}
+			s = rest[end:]
+		}
+	}
+	return false
+}
+
 // usableWithoutOrigin reports whether the entry may answer req without
 // validation: fresh enough for the request's max-age and min-fresh, or
 // stale within its max-stale where the response does not forbid serving
@@ -210,6 +291,14 @@ func within(staleness time.Duration, window int64, fallback time.Duration) bool 
 
 func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 
+// deltaCap is where ages and lifetimes saturate: 2^31 seconds (RFC 9111
+// §1.2.2). A sum of two stays well inside time.Duration, whereas adding to
+// time.Time.Sub's own saturation (about 292 years) would overflow.
+const deltaCap = maxDelta * time.Second
+
+// span is the time from a to b, within [0, deltaCap].
+func span(a, b time.Time) time.Duration { return min(max(0, b.Sub(a)), deltaCap) }
+
 // currentAge computes the age of a stored response now (RFC 9111 §4.2.3):
 //
 //	apparent_age = max(0, response_time - date_value)
@@ -218,22 +307,24 @@ func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 //	current_age = corrected_initial_age + (now - response_time)
 //
 // where date_value is the response's Date (or its time of receipt, when it
-// has no valid Date). The result is rounded down to whole seconds, the
-// resolution of the fields involved.
+// has no valid Date). Every term saturates at deltaCap, so does the result,
+// which is rounded down to whole seconds, the resolution of the fields
+// involved.
 func currentAge(e *Entry, f *entryFacts, now time.Time) time.Duration {
 	return ageAt(f, now.Sub(e.ResponseTime))
 }
 
 // ageAt is the current age of a response resident for the given time.
 func ageAt(f *entryFacts, resident time.Duration) time.Duration {
-	return (f.initialAge + max(0, resident)).Truncate(time.Second)
+	return min(f.initialAge+min(max(0, resident), deltaCap), deltaCap).Truncate(time.Second)
 }
 
 // freshnessLifetime is how long the response is fresh after it was
 // generated (RFC 9111 §4.2.1): max-age, else Expires minus Date (an invalid
 // Expires is already expired, §5.3), else a heuristic for a response with
-// Last-Modified and a status that allows it (§4.2.2). s-maxage is for shared
-// caches; we are a private one and ignore it.
+// Last-Modified and a status that allows it (§4.2.2); never more than
+// deltaCap. s-maxage is for shared caches; we are a private one and ignore
+// it.
 func freshnessLifetime(status int, f *entryFacts, cfg freshConfig) time.Duration {
 	if f.cc.maxAge >= 0 {
 		return seconds(f.cc.maxAge)
@@ -242,7 +333,7 @@ func freshnessLifetime(status int, f *entryFacts, cfg freshConfig) time.Duration
 		if !f.expiresOK {
 			return 0
 		}
-		return max(0, f.expires.Sub(f.date))
+		return span(f.date, f.expires)
 	}
 	if !heuristicallyCacheable(status) {
 		return 0
@@ -251,7 +342,10 @@ func freshnessLifetime(status int, f *entryFacts, cfg freshConfig) time.Duration
 	if !f.lastModifiedOK || !lm.Before(f.date) {
 		return 0
 	}
-	h := time.Duration(float64(f.date.Sub(lm)) * cfg.heuristicFraction)
+	h := deltaCap
+	if v := float64(f.date.Sub(lm)) * cfg.heuristicFraction; v < float64(deltaCap) {
+		h = time.Duration(v)
+	}
 	if cfg.heuristicCap > 0 {
 		h = min(h, cfg.heuristicCap)
 	}

@@ -41,6 +41,8 @@ var freshOn = freshConfig{enabled: true, heuristicFraction: defaultHeuristicFrac
 
 func TestDecide(t *testing.T) {
 	etag := "Etag: \"v1\""
+	const ancient = "Mon, 01 Jan 0001 00:00:00 GMT" // a zero time.Time, formatted
+	const maxAge = maxDelta * time.Second
 	lm := "Last-Modified: " + date(-100*time.Hour)
 	cases := []struct {
 		name  string
@@ -106,6 +108,32 @@ func TestDecide(t *testing.T) {
 			entry: entryAt(etag, "Cache-Control: max-age=3600", "Date: "+date(-2*time.Hour)), at: 0, want: actRevalidate, age: 2 * time.Hour},
 		{name: "9111 4.2.3 a Date in the future does not make age negative", cfg: freshOn, req: reqWith(),
 			entry: entryAt("Cache-Control: max-age=60", "Date: "+date(time.Hour)), at: 30 * time.Second, want: actServe, age: 30 * time.Second},
+		{name: "9111 1.2.2 an ancient Date saturates the age at 2^31 s", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Cache-Control: max-age=0", "Date: "+ancient), at: time.Second, want: actRevalidate, age: maxAge, ttl: -maxAge},
+		{name: "9111 1.2.2 an ancient Date with a long max-age: stale", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Cache-Control: max-age=2147483648", "Date: "+ancient), at: time.Second, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 Expires minus an ancient Date saturates too", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Expires: Fri, 31 Dec 9999 23:59:59 GMT", "Date: "+ancient), at: time.Second, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 Expires far ahead of Date: fresh", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Expires: Fri, 31 Dec 9999 23:59:59 GMT", "Date: "+date(0)), at: time.Hour, want: actServe, age: time.Hour, ttl: maxAge - time.Hour},
+		{name: "9111 1.2.2 a received Age of 2^31 s stays there", cfg: freshOn, req: reqWith(),
+			entry: entryAt(etag, "Cache-Control: max-age=60", "Age: 99999999999", "Date: "+date(0)), at: 100 * 365 * 24 * time.Hour, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 an entry without request and response times", cfg: freshOn, req: reqWith(),
+			entry: func() *Entry {
+				e := entryAt(etag, "Cache-Control: max-age=3600", "Age: 10", "Date: "+date(0))
+				e.RequestTime, e.ResponseTime = time.Time{}, time.Time{}
+				return e
+			}(), at: 0, want: actRevalidate, age: maxAge},
+		{name: "9111 1.2.2 a request time centuries before the response", cfg: freshOn, req: reqWith(),
+			entry: func() *Entry {
+				e := entryAt(etag, "Cache-Control: max-age=3600", "Age: 10", "Date: "+date(0))
+				e.RequestTime = time.Time{}
+				return e
+			}(), at: 0, want: actRevalidate, age: maxAge},
+		{name: "9111 4.2.2 a heuristic from an ancient Last-Modified is capped", cfg: freshOn, req: reqWith(),
+			entry: entryAt("Last-Modified: "+ancient, "Date: "+date(0)), at: time.Hour, want: actServe, ttl: 23 * time.Hour},
+		{name: "9111 1.2.2 a heuristic past any duration saturates", cfg: freshConfig{enabled: true, heuristicFraction: 2}, req: reqWith(),
+			entry: entryAt("Last-Modified: "+ancient, "Date: "+date(0)), at: time.Hour, want: actServe, ttl: maxAge - time.Hour},
 		{name: "9111 5.1 list-valued Age: first member", cfg: freshOn, req: reqWith(),
 			entry: entryAt("Cache-Control: max-age=3600", "Age: 100, 5000", "Date: "+date(0)), at: 0, want: actServe, age: 100 * time.Second},
 		{name: "9111 5.1 invalid Age ignored", cfg: freshOn, req: reqWith(),
@@ -234,6 +262,66 @@ func TestDecideContextOverrides(t *testing.T) {
 	assert.Equal(t, actServe, d.action, "OnlyIfCached works in the default mode too")
 	d = decide(get(OnlyIfCached(context.Background())), e, t0.Add(2*time.Hour), freshConfig{})
 	assert.Equal(t, actGatewayTimeout, d.action, "but only with a response usable without the origin")
+	d = decide(get(OnlyIfCached(WithRefresh(context.Background()))), e, t0.Add(time.Second), freshOn)
+	assert.Equal(t, actGatewayTimeout, d.action, "OnlyIfCached with WithRefresh: the entry is wrong and the origin may not be asked")
+	d = decide(get(OnlyIfCached(WithRefresh(context.Background()))), nil, t0, freshConfig{})
+	assert.Equal(t, actGatewayTimeout, d.action)
+}
+
+// RFC 9111 §4.3.2, RFC 9110 §13: a request that may not reach the origin
+// has its own preconditions evaluated against the stored response, when
+// it may evaluate them.
+func TestPreconditionAnswer(t *testing.T) {
+	lm := "Last-Modified: " + date(-time.Hour)
+	cases := []struct {
+		name   string
+		req    []string
+		entry  *Entry
+		head   bool
+		status int
+	}{
+		{"no precondition", nil, entryAt(`Etag: "v1"`), false, 200},
+		{"9110 13.1.2 If-None-Match lists the tag", []string{`If-None-Match: "v0", "v1"`}, entryAt(`Etag: "v1"`), false, 304},
+		{"9110 13.1.2 weak comparison", []string{`If-None-Match: "v1"`}, entryAt(`Etag: W/"v1"`), false, 304},
+		{"9110 13.1.2 a comma inside a tag", []string{`If-None-Match: "a,b"`}, entryAt(`Etag: "a,b"`), false, 304},
+		{"9110 13.1.2 part of a tag is not the tag", []string{`If-None-Match: "a,b"`}, entryAt(`Etag: "a"`), false, 200},
+		{"9110 13.1.2 field lines add up", []string{`If-None-Match: "v0"`, `If-None-Match: W/"v1"`}, entryAt(`Etag: "v1"`), false, 304},
+		{"9110 13.1.2 *", []string{`If-None-Match: *`}, entryAt(), false, 304},
+		{"9110 13.1.2 another tag", []string{`If-None-Match: "v2"`}, entryAt(`Etag: "v1"`), false, 200},
+		{"9110 13.1.2 no stored tag", []string{`If-None-Match: "v1"`}, entryAt(lm), false, 200},
+		{"9110 13.1.2 malformed", []string{`If-None-Match: v1`}, entryAt(`Etag: "v1"`), false, 200},
+		{"9110 13.1.2 HEAD", []string{`If-None-Match: "v1"`}, entryAt(`Etag: "v1"`), true, 304},
+		{"9110 13.1.3 not modified since", []string{"If-Modified-Since: " + date(-time.Hour)}, entryAt(lm), false, 304},
+		{"9110 13.1.3 modified since", []string{"If-Modified-Since: " + date(-2*time.Hour)}, entryAt(lm), false, 200},
+		{"9111 4.3.2 no Last-Modified: Date", []string{"If-Modified-Since: " + date(0)}, entryAt("Date: " + date(0)), false, 304},
+		{"9111 4.3.2 no Last-Modified: Date, modified", []string{"If-Modified-Since: " + date(-time.Second)}, entryAt("Date: " + date(0)), false, 200},
+		{"9110 13.1.3 an invalid date is ignored", []string{"If-Modified-Since: yesterday"}, entryAt(lm), false, 200},
+		{"9110 13.1.3 two members are ignored", []string{"If-Modified-Since: " + date(0), "If-Modified-Since: " + date(0)}, entryAt(lm), false, 200},
+		{"9110 13.1.3 If-None-Match wins", []string{`If-None-Match: "v2"`, "If-Modified-Since: " + date(0)}, entryAt(lm, `Etag: "v1"`), false, 200},
+		{"9111 4.3.2 If-Match is the origin's", []string{`If-Match: "v1"`}, entryAt(`Etag: "v1"`), false, 504},
+		{"9111 4.3.2 If-Unmodified-Since is the origin's", []string{"If-Unmodified-Since: " + date(0)}, entryAt(lm), false, 504},
+		{"9110 13.2.2 a Range after a true precondition", []string{`If-None-Match: "v2"`, "Range: bytes=0-1"}, entryAt(`Etag: "v1"`), false, 504},
+		{"9110 13.2.2 a Range after a false If-None-Match", []string{`If-None-Match: "v1"`, "Range: bytes=0-1"}, entryAt(`Etag: "v1"`), false, 304},
+		{"9110 14.2 a HEAD ignores Range", []string{"Range: bytes=0-1", `If-Range: "v1"`}, entryAt(`Etag: "v1"`), true, 200},
+		{"9110 13.2.1 a 404 ignores preconditions", []string{`If-Match: "v1"`}, func() *Entry { e := entryAt(`Etag: "v1"`); e.Status = 404; return e }(), false, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := http.Header{}
+			for _, f := range c.req {
+				k, v, _ := strings.Cut(f, ": ")
+				h.Add(k, v)
+			}
+			assert.Equal(t, c.status, preconditionAnswer(h, c.entry.Status, factsOf(c.entry), !c.head))
+		})
+	}
+}
+
+func TestOriginError(t *testing.T) {
+	for status := 100; status < 600; status++ {
+		want := status == 500 || status == 502 || status == 503 || status == 504
+		assert.Equal(t, want, originError(status), "5861 4: %d", status)
+	}
 }
 
 func TestParseCacheControl(t *testing.T) {

@@ -192,9 +192,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch req.Method {
 	case http.MethodGet, "":
 	case http.MethodHead, http.MethodOptions, http.MethodTrace:
+		if h := canonicalHeader(req.Header); t.onlyIfCached(req.Context(), h) {
+			return t.cachedOnly(req, h)
+		}
 		t.stats.bypassed.Add(1)
 		return t.base.RoundTrip(req)
 	default:
+		if h := canonicalHeader(req.Header); t.onlyIfCached(req.Context(), h) {
+			return t.cachedOnly(req, h)
+		}
 		return t.unsafe(req)
 	}
 	h := canonicalHeader(req.Header)
@@ -205,6 +211,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.getRange(req, h)
 	}
 	if bypass || (fields && hasConditional(h)) {
+		if t.onlyIfCached(req.Context(), h) {
+			return t.cachedOnly(req, h)
+		}
 		t.stats.bypassed.Add(1)
 		resp, err := t.send(req)
 		if err != nil {
@@ -329,6 +338,12 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 	}
 	rd := parseRequestDirectives(ctx, h)
 	d := decide(rd, l.entry, t.now(), t.fx.cfg)
+	if l.entry == nil && t.fx.cfg.enabled {
+		// Before only-if-cached's 504: a stored part may be the whole.
+		if resp, ok, err := t.complete(req, l, rd); ok {
+			return resp, err
+		}
+	}
 	switch d.action {
 	case actServe:
 		return t.serveStored(req, l.entry, d, ""), nil
@@ -340,11 +355,6 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 
 	case actGatewayTimeout:
 		return gatewayTimeout(req), nil
-	}
-	if l.entry == nil && t.fx.cfg.enabled {
-		if resp, ok, err := t.complete(req, l, rd); ok {
-			return resp, err
-		}
 	}
 	resp, err := t.forward(req, l, d)
 	return t.staleOnError(req, l, d, resp, err)
@@ -511,6 +521,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	ctx := req.Context()
 	old := l.entry
 	merged := mergeHeader(old.Header, nm.Header, 3)
+	receiptDate(merged, nm.Header, t.now())
 	switch {
 	case hasDirective(nm.Header, "no-store"): // a stored entry never had it
 		t.storeDelete(ctx, l.key)
@@ -523,7 +534,11 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	// The fields we add share one array. Set-Cookie is the 304's: it is
 	// for this caller, never stored and never replayed.
 	added := []string{strconv.Itoa(len(old.Body)), cacheStatus(nm.Header, fwd+"; fwd-status=304")}
-	merged["Content-Length"] = added[0:1:1]
+	if lengthless(old.Status) {
+		delete(merged, "Content-Length")
+	} else {
+		merged["Content-Length"] = added[0:1:1]
+	}
 	merged[HeaderCacheStatus] = added[1:2:2]
 	if sc := nm.Header["Set-Cookie"]; len(sc) > 0 {
 		merged["Set-Cookie"] = sc

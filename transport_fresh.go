@@ -41,18 +41,20 @@ type freshState struct {
 // s-maxage and proxy-revalidate. stale-while-revalidate serves the stale
 // response at once and revalidates it in the background (one revalidation
 // per entry at a time, each bounded to 30 seconds); stale-if-error serves
-// it when the origin answers with a 5xx or cannot be reached.
+// it when the origin answers with a 500, 502, 503 or 504, or cannot be
+// reached.
 func WithFreshness(on bool) Option {
 	return func(t *Transport) { t.fx.cfg.enabled = on }
 }
 
 // WithStaleIfError sets how long past its freshness a stored response may
-// still answer a request when the origin answers with a 5xx status or cannot
-// be reached, for responses that carry no stale-if-error directive of their
-// own (RFC 5861 §4); 0, the default, means never. It applies in both modes,
-// but never to a response with no-cache or must-revalidate. A response
-// served this way carries Cache-Status "hit; ttl=-N; detail=stale-if-error"
-// and X-From-Cache: 1.
+// still answer a request when the origin answers with a 500, 502, 503 or 504
+// status or cannot be reached, for responses that carry no stale-if-error
+// directive of their own (RFC 5861 §4); 0, the default, means never. Any
+// other status, a 501 or a 505 too, is the origin's answer and reaches the
+// caller. It applies in both modes, but never to a response with no-cache
+// or must-revalidate. A response served this way carries Cache-Status
+// "hit; ttl=-N; detail=stale-if-error" and X-From-Cache: 1.
 func WithStaleIfError(d time.Duration) Option {
 	return func(t *Transport) { t.fx.cfg.staleIfError = max(0, d) }
 }
@@ -255,14 +257,14 @@ func gatewayTimeout(req *http.Request) *http.Response {
 	}
 }
 
-// staleOnError serves the stale entry instead of a 5xx or a network error
-// where the decision allows it (RFC 5861 §4, WithStaleIfError); the
-// caller's own cancellation is never hidden.
+// staleOnError serves the stale entry instead of an error (a 500, 502, 503
+// or 504, or no answer) where the decision allows it (RFC 5861 §4,
+// WithStaleIfError); the caller's own cancellation is never hidden.
 func (t *Transport) staleOnError(req *http.Request, l lookup, d decision, resp *http.Response, err error) (*http.Response, error) {
 	if !d.staleIfError || l.entry == nil || req.Context().Err() != nil {
 		return resp, err
 	}
-	if err == nil && resp.StatusCode < 500 {
+	if err == nil && !originError(resp.StatusCode) {
 		return resp, nil
 	}
 	if err == nil {

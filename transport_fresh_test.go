@@ -277,9 +277,13 @@ func TestContextOverrides(t *testing.T) {
 	assert.Equal(t, ctlOnlyIfCached|ctlRefresh, controlOf(nested))
 	assert.False(t, withoutStore(nested))
 	o.set(func(o *freshOrigin) { o.body, o.etag = "three", `"v3"` })
-	resp, body = ctxGet(WithoutStore(nested))
+	resp, body = ctxGet(WithoutStore(WithRefresh(context.Background())))
 	assert.Equal(t, "three", body)
-	assert.Equal(t, ResultBypass, ResultOf(resp), "WithoutStore wins over the others")
+	assert.Equal(t, ResultBypass, ResultOf(resp), "WithoutStore wins over WithRefresh")
+	asked := o.gets.Load() + o.conds.Load()
+	resp, _ = ctxGet(WithoutStore(nested))
+	assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode, "OnlyIfCached keeps its promise: no store, no origin")
+	assert.Equal(t, asked, o.gets.Load()+o.conds.Load())
 }
 
 func TestIgnoredQueryParams(t *testing.T) {
