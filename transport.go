@@ -483,6 +483,7 @@ func (t *Transport) stored(req, sent *http.Request, l lookup, resp *http.Respons
 		RequestTime:  at,
 		ResponseTime: t.now(),
 	}
+	receiptDate(e.Header, resp.Header, e.ResponseTime) // RFC 9110 §6.6.1
 	t.storeAtEOF(ctx, resp, l.key, a.variant, l.note, e)
 	return t.passOn(req, resp, status+"; stored"), a, nil
 }
