@@ -35,7 +35,7 @@
 //     that share one ETag, never serve one variant's body for the other
 //     (RunSharedValidator).
 //
-// Run some subtests with go test -race: the concurrent ones are meant for
-// it. Stores that can be opened twice onto the same data (a file, a
-// server) should also call RunSharedValidator with two such handles.
+// Run it under go test -race: the concurrent subtest is meant for it. A
+// store that can be opened twice onto the same data (a file, a server)
+// should also call RunSharedValidator with two such handles.
 package storetest

@@ -43,10 +43,11 @@ func WithDamage(damage func(t *testing.T, s etagcache.Store, key, variant string
 
 // WithFlush tells RunSharedValidator how to make what a store was given
 // visible to other handles onto the same data, for stores that write
-// behind (whose Put returns before other processes can read the entry).
-// Without it, RunSharedValidator cannot be sure to reproduce the race it
-// is about with two such handles, and checks only that no request gets
-// another tenant's body.
+// behind (whose Put returns before other processes can read the entry): it
+// is called after every Put through either handle. Without it, two such
+// handles may not reproduce the race RunSharedValidator is about, which
+// then checks only that the slot ends up whole and no request gets another
+// tenant's body.
 func WithFlush(flush func(s etagcache.Store) error) Option {
 	return func(c *config) { c.flush = flush }
 }
