@@ -3,6 +3,8 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -21,7 +23,7 @@ func TestConformance(t *testing.T) {
 			} {
 				t.Run(name, func(t *testing.T) {
 					storetest.Run(t, func(t *testing.T) etagcache.Store {
-						return New(top.client(t), append(opts, WithPrefix(testPrefix(t)))...)
+						return New(top.client(t), append(opts, WithPrefix(freshPrefix(t)))...)
 					}, storetest.WithDamage(damageHeaderRecord))
 				})
 			}
@@ -34,10 +36,18 @@ func TestSharedValidatorTwoWorkers(t *testing.T) {
 	requireRedis(t)
 	for _, top := range topologies() {
 		t.Run(top.name, func(t *testing.T) {
-			c, p := top.client(t), testPrefix(t)
+			c, p := top.client(t), freshPrefix(t)
 			storetest.RunSharedValidator(t, New(c, WithPrefix(p)), New(c, WithPrefix(p)))
 		})
 	}
+}
+
+var stores atomic.Int64
+
+// freshPrefix is a prefix no other store on the shared servers used, so
+// that each starts empty (under -count too).
+func freshPrefix(t *testing.T) string {
+	return fmt.Sprint(testPrefix(t), stores.Add(1), ":")
 }
 
 // damageHeaderRecord flips a bit of the header record of key and variant.
