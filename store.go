@@ -1,6 +1,7 @@
 package etagcache
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -76,21 +77,40 @@ type Store interface {
 // Put with the whole entry.
 type HeaderUpdater interface {
 	// UpdateHeader replaces the metadata of the entry stored under key and
-	// variant with that of e, keeping the stored body; e.Body is ignored.
-	// The stored entry must still be the representation the 304 confirmed:
-	// the check and the update are one atomic step, and when the stored
-	// entry fails e.SameValidators (another response was stored meanwhile)
-	// nothing is written. It returns ErrNotFound when there is no such
-	// entry, when it has other validators, or when it is corrupt (the store
-	// should then remove it).
+	// variant with that of e, keeping the stored body.
+	//
+	// e.Body is the body the update confirms, as the store's Get returned
+	// it (the transport passes a copy of the Entry it got, with the 304's
+	// header). The store writes nothing and returns ErrNotFound unless the
+	// body it holds under key and variant is that body, compared exactly
+	// (by content; a store may first recognise the very slice its Get
+	// handed out), and the stored entry passes e.SameValidators. The check
+	// and the update are one atomic step: representations that share a
+	// validator (one ETag for every Vary-selected variant, or for gzip and
+	// identity) differ only in their bodies, and another writer may store
+	// one of them in the slot between the transport's Get and its update.
+	// ErrNotFound is also the answer when there is no such entry, or when
+	// it is corrupt (the store should then remove it).
 	UpdateHeader(ctx context.Context, key, variant string, e *Entry) error
+}
+
+// sameBody reports whether a and b hold the same bytes; at once when they
+// are the same slice, as the body a store's Get handed out is.
+func sameBody(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return bytes.Equal(a, b)
 }
 
 // SameValidators reports whether e and o carry validators of the same
 // representation: ETag fields that match under the weak comparison of
 // RFC 9110 §8.8.3.2, or, where neither has an ETag, equal Last-Modified
-// fields. A HeaderUpdater uses it so that the header of one response never
-// lands on the body of another.
+// fields. A HeaderUpdater checks it, with the body, so that the header of
+// one response never lands on the body of another.
 func (e *Entry) SameValidators(o *Entry) bool {
 	a, b := e.Header.Get("Etag"), o.Header.Get("Etag")
 	if a != "" || b != "" {

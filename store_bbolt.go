@@ -414,9 +414,11 @@ func (s *BoltStore) put(ctx context.Context, key, variant string, p *boltPending
 }
 
 // UpdateHeader implements HeaderUpdater: only the metadata record is
-// rewritten; the body is not touched. An entry replaced meanwhile by one
-// with other validators is left alone, and a damaged one is removed; both
-// are reported as ErrNotFound.
+// rewritten; the body is not touched. An entry replaced meanwhile, by one
+// with another body or other validators, is left alone, and a damaged one
+// is removed; both are reported as ErrNotFound. The body is recognised by
+// identity when it is the one this store's Get handed out from memory (the
+// entry cache or the write queue); any other is compared with the file's.
 func (s *BoltStore) UpdateHeader(ctx context.Context, key, variant string, e *Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -23,7 +23,7 @@ func TestBoltCacheServesOnlyTheCurrentEntry(t *testing.T) {
 	assert.Same(t, &first[0], &e1.Body[0], "a Get after Put copied the body out of the file")
 
 	// A header update keeps the body, and the cached copy with it.
-	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"X-Body-Sha256": e1.Header["X-Body-Sha256"], "Etag": {`"v1"`}, "X-New": {"1"}}}))
+	require.NoError(t, s.UpdateHeader(ctx, "k", "", &Entry{Status: 200, Header: http.Header{"X-Body-Sha256": e1.Header["X-Body-Sha256"], "Etag": {`"v1"`}, "X-New": {"1"}}, Body: e1.Body}))
 	e2, err := s.Get(ctx, "k", "")
 	require.NoError(t, err)
 	assert.Same(t, &first[0], &e2.Body[0])

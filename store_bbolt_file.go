@@ -235,6 +235,27 @@ func boltChunksThere(tx *bolt.Tx, rk []byte, m *boltMetaRecord) bool {
 	return true
 }
 
+// boltBodyIs reports whether the body m names under rk is body, comparing
+// it where the file is mapped (no copy). m's lengths must be body's.
+func boltBodyIs(tx *bolt.Tx, rk []byte, m *boltMetaRecord, body []byte) bool {
+	if m.bodyID == 0 {
+		return bytes.Equal(m.body, body)
+	}
+	sub := tx.Bucket(boltBodyBucket).Bucket(boltBodyKey(rk, m.bodyID))
+	if sub == nil {
+		return false
+	}
+	for i := range m.chunks() {
+		start := i * boltChunk
+		v := sub.Get(boltChunkKey(i))
+		if !bytes.Equal(v, body[start:min(m.bodyLen, start+boltChunk)]) {
+			return false
+		}
+		dropMapped(v)
+	}
+	return true
+}
+
 // readBoltEntry reads the entry under rk: ErrNotFound, or an error wrapping
 // ErrCorruptEntry if a checksum or length does not match. The entry and its
 // body are copies, safe after the transaction. The body is copied a chunk

@@ -17,6 +17,8 @@ import (
 type boltWrite struct {
 	s       *BoltStore
 	tx      *bolt.Tx
+	gen     uint64 // the file's generation when the transaction began
+	fresh   bool   // the file was made anew in it: the entry cache describes another
 	now     int64
 	changed bool // the transaction wrote something
 	marked  bool // the schema marker is known to be this version's
@@ -207,7 +209,7 @@ func (w *boltWrite) updateHeader(rk []byte, e *Entry) error {
 		}
 		return ErrNotFound
 	}
-	if !prev.SameValidators(e) {
+	if !prev.SameValidators(e) || !w.holds(rk, &m, e.Body) {
 		return ErrNotFound // another representation was stored meanwhile
 	}
 	m.meta = EncodeEntryMeta(e)
@@ -229,6 +231,26 @@ func (w *boltWrite) updateHeader(rk []byte, e *Entry) error {
 	}
 	w.setItem(srk, boltSize(&m), m.used)
 	return nil
+}
+
+// holds reports whether the body under rk, which m describes, is body. One
+// written in this transaction, or held by the entry cache as of the
+// generation the transaction began at, is what Get handed out: recognised
+// without reading it. Any other is compared with the file's bytes.
+func (w *boltWrite) holds(rk []byte, m *boltMetaRecord, body []byte) bool {
+	if m.bodyLen != uint64(len(body)) {
+		return false
+	}
+	srk := string(rk)
+	if e, ok := w.stored[srk]; ok {
+		return sameBody(e.Body, body)
+	}
+	if !w.fresh {
+		if e := w.s.cache.get(srk, w.gen); e != nil {
+			return sameBody(e.Body, body)
+		}
+	}
+	return boltBodyIs(w.tx, rk, m, body)
 }
 
 // deletePrefix removes every entry whose record key starts with prefix.

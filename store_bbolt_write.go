@@ -62,7 +62,7 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 		current := s.idx.valid && s.idx.gen == gen
 		s.mu.Unlock()
 		err := db.Update(func(tx *bolt.Tx) error {
-			w.tx = tx
+			w.tx, w.gen = tx, gen
 			fresh, err := checkBoltSchema(tx)
 			if err != nil {
 				return err
@@ -71,7 +71,7 @@ func (s *BoltStore) commitOnce(ctx context.Context, fn func(*boltWrite) error) e
 				if err := createBoltSchema(tx); err != nil {
 					return err
 				}
-				current = false
+				current, w.fresh = false, true
 			}
 			if !current {
 				if _, err := w.loadIndex(false); err != nil {

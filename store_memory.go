@@ -108,8 +108,9 @@ func (s *MemoryStore) Put(ctx context.Context, key, variant string, e *Entry) er
 }
 
 // UpdateHeader implements HeaderUpdater: the stored body is kept as it is.
-// An entry replaced meanwhile by one with other validators is left alone
-// and reported as ErrNotFound.
+// An entry replaced meanwhile, by one with another body or other
+// validators, is left alone and reported as ErrNotFound. The body Get
+// handed out is the one kept, so confirming it reads no byte of it.
 func (s *MemoryStore) UpdateHeader(ctx context.Context, key, variant string, e *Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -121,7 +122,7 @@ func (s *MemoryStore) UpdateHeader(ctx context.Context, key, variant string, e *
 		return ErrNotFound
 	}
 	it := el.Value.(*memItem)
-	if !it.entry.SameValidators(e) {
+	if !sameBody(it.entry.Body, e.Body) || !it.entry.SameValidators(e) {
 		return ErrNotFound
 	}
 	// Entries handed out by Get are immutable, so replace rather than modify.

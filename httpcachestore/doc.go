@@ -73,9 +73,22 @@
 //
 // # Header updates
 //
-// The store does not implement etagcache.HeaderUpdater, since httpcache
-// backends can only rewrite whole values; after a 304 the transport stores
-// the whole entry again with Put.
+// The store does not implement etagcache.HeaderUpdater. httpcache backends
+// rewrite whole values and have no compare-and-swap: an update could only
+// read the record, compare its body and write it back, and another writer's
+// Put could land in between, so it could not be the one atomic step that
+// interface requires (and the read would move the body a second time on
+// network backends). After a 304 the transport stores the whole entry again
+// with Put: the header the 304 brought, with the very body it confirmed, in
+// one record.
+//
+// So the fields of two responses never mix: every entry record is written
+// whole by one Set and checked by its CRC-32C when read. What racing writers
+// can cause is a lost update, the last Set winning. When two workers store
+// two representations that share an ETag (tenants under Vary, gzip and
+// identity coding) in one slot, a revalidation may replace the entry stored
+// meanwhile with its own: whole, and right for the requests that select it;
+// the other representation is fetched again the next time it is asked for.
 //
 // # Concurrency
 //

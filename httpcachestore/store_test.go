@@ -450,11 +450,37 @@ func TestNilCachePanics(t *testing.T) {
 	assert.Panics(t, func() { httpcachestore.New(nil) })
 }
 
-// httpcache backends rewrite whole values, so the store offers no cheaper
-// metadata update and the transport falls back to Put.
+// httpcache backends rewrite whole values and cannot compare-and-swap, so
+// the store offers no metadata update and the transport falls back to Put.
 func TestNoHeaderUpdater(t *testing.T) {
 	_, ok := httpcachestore.New(httpcache.NewMemoryCache()).(etagcache.HeaderUpdater)
 	assert.False(t, ok)
+}
+
+// Two representations sharing an ETag (two tenants under Vary): A reads its
+// entry, B stores its own in the slot, then A's 304 is persisted by the
+// transport's fallback, a Put of A's entry with the new header. The slot
+// then holds A's entry whole: never A's header on B's body.
+func TestRevalidationPutNeverMixes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, _ httpcache.Cache, s etagcache.Store) {
+		ctx := context.Background()
+		a, b := sampleEntry("tenant=a v=1"), sampleEntry("tenant=b v=1")
+		b.VaryDigest = []byte("digest of tenant b")
+		require.NoError(t, s.Put(ctx, "k", "", a))
+		got, err := s.Get(ctx, "k", "")
+		require.NoError(t, err)
+		require.NoError(t, s.Put(ctx, "k", "", b))
+
+		u := *got
+		u.Header = got.Header.Clone()
+		u.Header.Set("X-Revalidated", "1")
+		require.NoError(t, s.Put(ctx, "k", "", &u))
+		stored, err := s.Get(ctx, "k", "")
+		require.NoError(t, err)
+		assert.Equal(t, "tenant=a v=1", string(stored.Body))
+		assert.Equal(t, "1", stored.Header.Get("X-Revalidated"))
+		assert.Equal(t, a.VaryDigest, stored.VaryDigest)
+	})
 }
 
 func TestCacheKeys(t *testing.T) {

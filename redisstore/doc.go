@@ -28,10 +28,22 @@
 //
 // on whatever slot that key hashes to. Put writes the body first and the
 // header record second, so a header record never names a body that was not
-// written. Get verifies the body against the digest its header record names;
-// a body that is missing or does not match, and a header record that fails
-// its checksum or does not decode, are a miss, and the header record is
-// removed (only if it is still the one read).
+// written. Get verifies the body against the digest its header record names
+// (the empty body too: a record of length 0 must name its digest); a body
+// that is missing or does not match, and a header record that fails its
+// checksum or does not decode, are a miss, and the header record is removed
+// (only if it is still the one read).
+//
+// # Header updates
+//
+// UpdateHeader rewrites the header record alone, with a Lua script that
+// replaces it only if it is still, byte for byte, the one read; that record
+// names the body by its digest, so the update lands only on the body it
+// confirms. A worker that stores another representation in the slot
+// meanwhile (sharing the ETag: another tenant under Vary, another coding)
+// makes the update a no-op reported as etagcache.ErrNotFound. The body Get
+// took from the local layer is recognised there at no cost; a body from
+// anywhere else is hashed once to be compared.
 //
 // # Local layer
 //

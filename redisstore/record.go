@@ -28,6 +28,10 @@ const (
 	keyDomain = "etagcache/redisstore/1\x00"
 )
 
+// emptyDigest is the SHA-256 of the empty body, the only digest a record
+// of an empty body may name.
+var emptyDigest = sha256.Sum256(nil)
+
 // castagnoli is the CRC-32C table (computed in hardware on common CPUs).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -93,6 +97,10 @@ func decodeRecord(b []byte) (record, error) {
 	}
 	copy(r.digest[:], b[1:1+digestLen])
 	r.bodyLen = binary.BigEndian.Uint64(b[1+digestLen : recordHead])
+	if r.bodyLen == 0 && r.digest != emptyDigest {
+		// There is no body to check it against: the digest is all there is.
+		return r, fmt.Errorf("%w: empty body under another body's digest", errCorrupt)
+	}
 	e, err := etagcache.DecodeEntry(b[recordHead:n])
 	if err != nil {
 		return r, fmt.Errorf("%w: %w", errCorrupt, err)

@@ -150,7 +150,7 @@ func (s *Store) get(ctx context.Context, key, variant string) (*etagcache.Entry,
 	}
 	e := rec.entry
 	if rec.bodyLen == 0 {
-		return e, nil
+		return e, nil // decodeRecord checked that the record names the empty body
 	}
 	if body, ok := s.local.get(rec.digest); ok && uint64(len(body)) == rec.bodyLen {
 		e.Body = body
@@ -303,9 +303,12 @@ func (s *Store) putBody(ctx context.Context, d [digestLen]byte, body []byte) err
 
 // UpdateHeader implements etagcache.HeaderUpdater: it replaces the metadata
 // of the stored entry with that of e and keeps its body, in one atomic
-// check-and-set on the header record. When the stored entry fails
+// check-and-set on the header record, which names the body by its SHA-256.
+// When the record names another body than e.Body, the stored entry fails
 // e.SameValidators, is missing or corrupt, or keeps being replaced by other
-// writers, nothing is written and it returns etagcache.ErrNotFound.
+// writers, nothing is written and it returns etagcache.ErrNotFound. The
+// body that Get took from the local layer is recognised there without
+// hashing it; any other e.Body is hashed.
 func (s *Store) UpdateHeader(ctx context.Context, key, variant string, e *etagcache.Entry) error {
 	if e == nil {
 		return errors.New("redisstore: UpdateHeader with a nil entry")
@@ -322,7 +325,7 @@ func (s *Store) updateHeader(ctx context.Context, key, variant string, e *etagca
 		if err != nil {
 			return err
 		}
-		if !prev.entry.SameValidators(e) {
+		if !prev.entry.SameValidators(e) || !s.names(prev, e.Body) {
 			return etagcache.ErrNotFound // another representation was stored meanwhile
 		}
 		if s.ttl > 0 && prev.bodyLen > 0 {
@@ -345,6 +348,21 @@ func (s *Store) updateHeader(ctx context.Context, key, variant string, e *etagca
 		}
 	}
 	return etagcache.ErrNotFound
+}
+
+// names reports whether rec names body. The swap that follows compares the
+// whole record, digest included, so the check holds for what it replaces.
+func (s *Store) names(rec record, body []byte) bool {
+	if uint64(len(body)) != rec.bodyLen {
+		return false
+	}
+	if len(body) == 0 {
+		return true // decodeRecord saw to the digest
+	}
+	if held, ok := s.local.get(rec.digest); ok && len(held) == len(body) && &held[0] == &body[0] {
+		return true
+	}
+	return sha256.Sum256(body) == rec.digest
 }
 
 // Delete implements etagcache.Store: the header records of every variant of

@@ -152,6 +152,41 @@ func TestMissingOrWrongBodyIsMiss(t *testing.T) {
 	}
 }
 
+// TestEmptyBodyIsVerifiedToo: a header record whose checksum holds but
+// which claims an empty body while naming the digest of another body is
+// damaged: a miss, removed, for Get and UpdateHeader alike. Only the digest
+// of the empty body goes with length 0.
+func TestEmptyBodyIsVerifiedToo(t *testing.T) {
+	ctx := context.Background()
+	c := newSingleClient(t, sharedSingle(t).Addr, calmTimeout)
+	p := testPrefix(t)
+	st := New(c, WithPrefix(p))
+	const key = "http://x/empty"
+	hk := headerKey(p, key)
+	body := []byte("a real body")
+	require.NoError(t, st.Put(ctx, key, "", testEntry(`"e"`, body))) // Redis and the local layer hold it
+	bad := encodeRecord(sha256.Sum256(body), 0, etagcache.EncodeEntryMeta(testEntry(`"e"`, nil)))
+	for _, op := range []string{"Get", "UpdateHeader"} {
+		require.NoError(t, c.HSet(ctx, hk, "", bad).Err())
+		var err error
+		if op == "Get" {
+			var e *etagcache.Entry
+			e, err = st.Get(ctx, key, "")
+			require.ErrorIs(t, err, etagcache.ErrNotFound, "%s served %v", op, e)
+		} else {
+			err = st.UpdateHeader(ctx, key, "", testEntry(`"e"`, nil))
+			require.ErrorIs(t, err, etagcache.ErrNotFound, op)
+		}
+		require.ErrorIs(t, c.HGet(ctx, hk, "").Err(), redis.Nil, "%s left the damaged record", op)
+	}
+
+	require.NoError(t, st.Put(ctx, key, "", testEntry(`"e"`, nil)))
+	e, err := st.Get(ctx, key, "")
+	require.NoError(t, err)
+	assert.Empty(t, e.Body)
+	require.NoError(t, st.UpdateHeader(ctx, key, "", e))
+}
+
 // TestUpdateHeaderKeepsBody: a header update rewrites the header record,
 // keeps the body, and writes nothing when the validators differ or the
 // record changed between its read and its swap.
@@ -165,7 +200,7 @@ func TestUpdateHeaderKeepsBody(t *testing.T) {
 			body := bytes.Repeat([]byte("u"), 10000)
 			require.NoError(t, st.Put(ctx, "http://x/u", "", testEntry(`"u"`, body)))
 
-			upd := testEntry(`W/"u"`, nil) // weak comparison matches
+			upd := testEntry(`W/"u"`, body) // weak comparison matches
 			upd.Header.Set("X-New", "1")
 			require.NoError(t, st.UpdateHeader(ctx, "http://x/u", "", upd))
 			e, err := st.Get(ctx, "http://x/u", "")
@@ -173,7 +208,7 @@ func TestUpdateHeaderKeepsBody(t *testing.T) {
 			assert.Equal(t, "1", e.Header.Get("X-New"))
 			assert.Equal(t, body, e.Body)
 
-			other := testEntry(`"v"`, nil)
+			other := testEntry(`"v"`, body)
 			other.Header.Set("X-New", "2")
 			require.ErrorIs(t, st.UpdateHeader(ctx, "http://x/u", "", other), etagcache.ErrNotFound)
 			require.ErrorIs(t, st.UpdateHeader(ctx, "http://x/none", "", upd), etagcache.ErrNotFound)
@@ -220,7 +255,7 @@ func TestTTL(t *testing.T) {
 	// Shorten both by hand; the update sets them again.
 	require.NoError(t, c.PExpire(ctx, hk, time.Second).Err())
 	require.NoError(t, c.PExpire(ctx, bk, time.Second).Err())
-	upd := testEntry(`"t"`, nil)
+	upd := testEntry(`"t"`, body)
 	upd.Header.Set("X-Upd", "1")
 	require.NoError(t, st.UpdateHeader(ctx, "http://x/t", "", upd))
 	hTTL, _ = c.PTTL(ctx, hk).Result()
