@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"slices"
+	"time"
 )
 
 // Admission is the one decision on what may become of a response the
@@ -63,6 +64,30 @@ func (t *Transport) admit(ctx context.Context, l *lookup, sent *http.Request, re
 		// Vary this response has.
 		a.variant = l.secondary
 	}
+	return a
+}
+
+// admitPartial decides on a 206 answering a plain Range request, kept in
+// the partition's slot for partial responses: the same gates as admit, and
+// a single range with a lifetime of its own (a 206 is reused only without
+// validation, for ranges it holds).
+func (t *Transport) admitPartial(ctx context.Context, l *lookup, sent *http.Request, resp *http.Response, now time.Time) admission {
+	if resp.StatusCode != http.StatusPartialContent {
+		return admission{}
+	}
+	if t.unaccounted(ctx, sent, resp) {
+		return admission{detail: "credentials-below-cache"}
+	}
+	names, star := varyNames(resp.Header)
+	if withoutStore(ctx) || hasDirective(l.h, "no-store") || star || t.noStore(resp) ||
+		resp.Body == nil || resp.ContentLength > t.maxSize || !hasLifetime(resp.Header, http.StatusOK, now, t.fx.cfg) {
+		return admission{}
+	}
+	if _, _, _, ok := contentRange(resp.Header.Get("Content-Range")); !ok {
+		return admission{}
+	}
+	a := admission{store: true, names: names, variant: partialVariant(l.part)}
+	a.digest = varyDigest(l.part, names, l.vary)
 	return a
 }
 

@@ -56,8 +56,7 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 			}
 		}
 	}
-	variant := partialVariant(l.part)
-	pe, err := t.storeGet(ctx, l.key, variant)
+	pe, err := t.storeGet(ctx, l.key, partialVariant(l.part))
 	if err != nil {
 		return nil, err
 	}
@@ -77,31 +76,23 @@ func (t *Transport) getRange(req *http.Request, h http.Header) (*http.Response, 
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode == http.StatusPartialContent && t.unaccounted(ctx, req, resp) {
-		return t.passOn(req, resp, "fwd=bypass; detail=credentials-below-cache"), nil
+	a := t.admitPartial(ctx, &l, req, resp, now)
+	if !a.store {
+		status := "fwd=bypass"
+		if a.detail != "" {
+			status += "; detail=" + a.detail
+		}
+		return t.passOn(req, resp, status), nil
 	}
-	if resp.StatusCode != http.StatusPartialContent ||
-		resp.Body == nil || resp.ContentLength > t.maxSize || t.noStore(resp) ||
-		!hasLifetime(resp.Header, http.StatusOK, now, t.fx.cfg) {
-		return t.passOn(req, resp, "fwd=bypass"), nil
-	}
-	if _, _, _, ok := contentRange(resp.Header.Get("Content-Range")); !ok {
-		return t.passOn(req, resp, "fwd=bypass"), nil
-	}
-	names, star := varyNames(resp.Header)
-	if star {
-		return t.passOn(req, resp, "fwd=bypass"), nil
-	}
-	digest := varyDigest(l.part, names, l.vary)
 	e := &Entry{
 		Status:       resp.StatusCode,
 		Header:       withoutNoCacheFields(storedHeader(resp.Header)),
-		VaryNames:    names,
-		VaryDigest:   digest[:],
+		VaryNames:    a.names,
+		VaryDigest:   a.digest[:],
 		RequestTime:  sent,
 		ResponseTime: t.now(),
 	}
-	t.storeAtEOF(ctx, resp, l.key, variant, l.note, e)
+	t.storeAtEOF(ctx, resp, l.key, a.variant, l.note, e)
 	return t.passOn(req, resp, "fwd=partial; stored"), nil
 }
 
