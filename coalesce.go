@@ -251,7 +251,11 @@ func runExchange(ctx context.Context, fn exchangeFunc) (resp *http.Response, sha
 			resp, share, err = nil, nil, panicked(v)
 		}
 	}()
-	return fn(ctx)
+	resp, share, err = fn(ctx)
+	if resp == nil && err == nil {
+		err = errors.New("etagcache: the exchange returned neither a response nor an error")
+	}
+	return resp, share, err
 }
 
 func stopWatch(stop func() bool) {
@@ -295,11 +299,30 @@ func (c *coalescer) follow(req *http.Request, fl *flight) (*http.Response, error
 	if fl.err != nil {
 		return nil, fl.err
 	}
-	if fl.share != nil && !fl.share(req) {
+	if fits, err := fl.fits(req); !fits {
 		fl.sr.drop()
-		return nil, errNotShared
+		return nil, err
 	}
 	return fl.sr.copyFor(ctx), nil
+}
+
+// fits asks the leader's share predicate whether the response fits a
+// follower's request: if not, the error is errNotShared, or the
+// predicate's panic as an error (the follower's share is given back either
+// way).
+func (fl *flight) fits(req *http.Request) (fits bool, err error) {
+	if fl.share == nil {
+		return true, nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			fits, err = false, fmt.Errorf("etagcache: panic in the share predicate: %v", v)
+		}
+	}()
+	if fl.share(req) {
+		return true, nil
+	}
+	return false, errNotShared
 }
 
 // close stops a flight from taking callers; c.mu is held.
