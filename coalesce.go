@@ -106,7 +106,8 @@ type flight struct {
 
 // detached has the values of a context and none of its cancellation or
 // deadline, as context.WithoutCancel, but inside the flight: no allocation
-// of its own.
+// of its own. It is only ever the parent of the flight's cancelCtx, which
+// answers the context package's own questions about cancellation itself.
 type detached struct{ ctx context.Context }
 
 func (*detached) Deadline() (time.Time, bool) { return time.Time{}, false }
