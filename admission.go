@@ -105,12 +105,13 @@ func (t *Transport) reusable(resp *http.Response) bool {
 // followers returns the rule that says which followers of a coalesced
 // exchange may be handed its answer, resp, received for the leader's
 // lookup l under admission a: those that a stored copy would be served to
-// (the same partition, the flight key holds it; the same Vary values; a
+// (the same partition, which the flight key holds; the same Vary values; a
 // content coding they accept). It reads all it needs of resp now: the
-// leader's caller owns resp's header as soon as the exchange returns.
+// leader's caller owns resp's header once the exchange has returned. A lone
+// caller pays one allocation for it.
 func (t *Transport) followers(a admission, l *lookup, resp *http.Response) func(*http.Request) bool {
 	if !a.share {
-		return func(*http.Request) bool { return false }
+		return shareWithNone
 	}
 	names, digest := a.names, a.digest
 	if a.lazy {
@@ -118,7 +119,10 @@ func (t *Transport) followers(a admission, l *lookup, resp *http.Response) func(
 		names = t.impliedVary(names, resp.Header, l.h)
 		digest = varyDigest(l.part, names, l.vary)
 	}
-	coding := http.Header{"Content-Encoding": slices.Clone(resp.Header["Content-Encoding"])}
+	coding := resp.Header["Content-Encoding"]
+	if len(coding) > 0 {
+		coding = slices.Clone(coding)
+	}
 	anyCoding := slices.Contains(names, "Accept-Encoding")
 	part := l.part
 	return func(f *http.Request) bool {
@@ -130,6 +134,8 @@ func (t *Transport) followers(a admission, l *lookup, resp *http.Response) func(
 		if d := varyDigest(fpart, names, vary); !bytes.Equal(d[:], digest[:]) {
 			return false
 		}
-		return anyCoding || acceptsCoding(h, coding)
+		return anyCoding || acceptsCodings(h, coding)
 	}
 }
+
+func shareWithNone(*http.Request) bool { return false }

@@ -3,174 +3,355 @@ package etagcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
-	"strconv"
 	"sync"
-
-	"golang.org/x/sync/singleflight"
+	"time"
 )
 
 // Coalescing: concurrent identical requests (same key, partition and
-// variant; see flightKey) share one origin exchange. singleflight runs the
-// exchange once for everyone waiting for its header; the flight below adds
-// what singleflight lacks:
+// variant; see flightKey) share one origin exchange, a flight.
 //
-//   - a reference count of the callers still interested, from joining until
-//     each has closed (or read to the end of) its body. The exchange runs
-//     under a context detached from every caller's (context.WithoutCancel of
-//     the first one's, so its values stay) and cancelled only when the count
-//     falls to zero: a caller that gives up leaves, the others go on.
-//   - a body each caller reads on its own. A caller alone in its flight gets
-//     the response as it is, streaming as without coalescing. Several share
-//     a broadcast: whoever needs bytes nobody has read yet reads them from
-//     the origin and keeps them in memory (never more than the maximum entry
-//     size), and the others read them from there at their own pace. No
-//     goroutine is started: the readers drive it.
+// The first caller, the leader, runs the exchange in its own goroutine, as
+// it would without coalescing: a caller that finds no flight to join pays
+// for a flight record and a watch on its context, and starts no goroutine.
+// Callers that arrive while the leader awaits the header, the followers,
+// wait on a channel for the outcome. Only they share: one that arrives
+// later starts an exchange of its own, so no caller gets a response that
+// was under way before it asked.
 //
-// Only callers that arrive while the header is awaited share; one that
-// arrives later starts an exchange of its own, so no caller gets a response
-// that was under way before it asked.
+// Every caller ends at its own context's end, and the exchange goes on for
+// the callers still there:
+//
+//   - The exchange runs under a context of its own, with the leader's values
+//     and none of its cancellation, so that the body it brings outlives the
+//     leader if others read it.
+//   - While the header is awaited, the exchange is the leader's: its
+//     goroutine is inside it and can return only when it ends, so the end
+//     of the leader's context cancels the exchange, and once it has
+//     returned the followers start again among themselves (the first
+//     becomes the leader of a new flight, the others join it). That costs
+//     the origin a second request, only when a leader gives up before its
+//     header arrives, and never more requests than callers; no caller
+//     waits past its own context for another's exchange.
+//   - A body shared by several callers is read from the origin by a
+//     goroutine of its own into memory (never more than the maximum entry
+//     size, grown with the bytes that arrive), from which each caller reads
+//     at its own pace; a caller whose context ends, or who closes, leaves,
+//     and the last one out cancels the exchange. A caller alone gets the
+//     origin's body as it is, whose Read ends, with the exchange, when the
+//     caller's context does.
 //
 // A response whose Content-Length already says it is larger than the
-// maximum entry size goes to one caller as it is; the others send their own
-// requests. A body without a length that turns out larger streams on if only
-// one reader is left, and otherwise fails with ErrCoalescedBodyTooLarge.
+// maximum entry size goes to the leader as it is; the followers send their
+// own requests. A body without a length that turns out larger streams on
+// if only one reader is left, and otherwise fails with
+// ErrCoalescedBodyTooLarge. A panic below the cache, in the exchange or in
+// a shared body's read, becomes an error for every caller that shared it.
 
 // ErrCoalescedBodyTooLarge is returned by the body of a response shared by
 // concurrent identical requests that turned out, with no Content-Length
 // announced, to be larger than the maximum entry size while several callers
-// were still reading it. Turn coalescing off with WithCoalescing(false), or
-// raise WithMaxEntrySize, for such resources.
+// were still reading it. (Callers that left before its header arrived do not
+// count; a caller left alone reads on.) Turn coalescing off with
+// WithCoalescing(false), or raise WithMaxEntrySize, for such resources.
 var ErrCoalescedBodyTooLarge = errors.New("etagcache: coalesced response body larger than the maximum entry size")
 
-// errNotShared tells a waiter to send its own request: the response was
-// too large to share and another waiter took it.
+// errNotShared tells a follower to send its own request: the response was
+// too large to share, or the leader's share predicate said it does not fit
+// this follower.
 var errNotShared = errors.New("etagcache: response not shared")
 
+// errRetry tells a follower that the leader left before the header: it
+// joins, or leads, a new flight.
+var errRetry = errors.New("etagcache: flight abandoned by its leader")
+
+// errPanicked wraps the value of a panic below the cache.
+var errPanicked = errors.New("etagcache: panic below the cache")
+
+func panicked(v any) error { return fmt.Errorf("%w: %v", errPanicked, v) }
+
+// exchangeFunc does a flight's origin exchange under ctx, for the leader.
+// Besides the response it may return share, which says whether the response
+// fits a follower's request (the caller whose request it is gets it in any
+// case); nil means it fits every follower. A follower it does not fit gets
+// errNotShared and sends its own request. share runs in the follower's
+// goroutine, once per follower, after the header has arrived; it must not
+// modify the request or the response.
+type exchangeFunc func(ctx context.Context) (resp *http.Response, share func(follower *http.Request) bool, err error)
+
 type coalescer struct {
-	g   singleflight.Group
-	mu  sync.Mutex
-	m   map[string]*flight
-	gen uint64
+	mu sync.Mutex
+	m  map[string]*flight // the flights awaiting their header
 }
 
-// flight is one shared exchange, alive while any caller holds it.
+// flight is one shared exchange.
 type flight struct {
-	id     string // singleflight key: the flight key and a generation
+	key    string
+	parent detached // the exchange context's parent: the leader's values
 	ctx    context.Context
 	cancel context.CancelFunc
-	refs   int  // callers holding it; guarded by coalescer.mu
-	joined int  // callers that joined while the header was awaited
-	open   bool // still in coalescer.m, accepting callers
+
+	// Guarded by coalescer.mu.
+	followers int           // followers counted in the outcome
+	wake      chan struct{} // made by the first follower; closed once the outcome is set
+
+	// The outcome, set before wake is closed; read-only after.
+	err   error
+	share func(*http.Request) bool
+	sr    *sharedResponse
 }
 
-// sharedResponse is the origin's answer as every waiter copies it.
-type sharedResponse struct {
-	resp     *http.Response // metadata: its Header is never handed out
-	waiters  int            // how many joined the flight
-	bytes    []byte         // the whole body, when known at once (hasBytes)
-	hasBytes bool
-	body     *broadcast // or the body as it is read
-	solo     sync.Once  // hands an unshared body to one waiter
-}
+// detached has the values of a context and none of its cancellation or
+// deadline, as context.WithoutCancel, but inside the flight: no allocation
+// of its own. It is only ever the parent of the flight's cancelCtx, which
+// answers the context package's own questions about cancellation itself.
+type detached struct{ ctx context.Context }
+
+func (*detached) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*detached) Done() <-chan struct{}       { return nil }
+func (*detached) Err() error                  { return nil }
+func (d *detached) Value(key any) any         { return d.ctx.Value(key) }
 
 // do runs fn once for the concurrent callers that pass the same key and
-// returns each its own response. led reports whether this caller's fn ran
-// (the others were collapsed onto it). fn runs under the flight's context.
-func (c *coalescer) do(ctx context.Context, key string, maxSize int64, fn func(context.Context) (*http.Response, error)) (resp *http.Response, led bool, err error) {
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = make(map[string]*flight)
-	}
-	fl := c.m[key]
-	if fl == nil {
-		c.gen++
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		fl = &flight{id: key + "\x00" + strconv.FormatUint(c.gen, 10), ctx: fctx, cancel: cancel, open: true}
-		c.m[key] = fl
-	}
-	fl.refs++
-	fl.joined++
-	led = fl.joined == 1
-	// DoChan under the lock: a caller counted in the flight is also waiting
-	// on its call, so the call cannot end (and a second one start) between
-	// the two. DoChan does not block; fn takes the lock only when done.
-	ch := c.g.DoChan(fl.id, func() (any, error) {
-		r, err := fn(fl.ctx)
+// returns each its own response (its own header map and body reader). led
+// reports whether this caller's fn ran. A follower's response is the
+// leader's unless share refused it or it was too large to share, in which
+// case do returns errNotShared and the follower is to send its own request.
+func (c *coalescer) do(req *http.Request, key string, maxSize int64, fn exchangeFunc) (resp *http.Response, led bool, err error) {
+	ctx := req.Context()
+	for {
+		fl := &flight{key: key} // the common case leads: allocated outside the lock
+		fl.parent.ctx = ctx
 		c.mu.Lock()
-		c.close(key, fl) // later callers start their own exchange
-		n := fl.joined
+		if f := c.m[key]; f != nil {
+			resp, err := c.follow(req, f) // unlocks c.mu
+			if err == errRetry && ctx.Err() == nil {
+				continue
+			}
+			if err == errRetry {
+				err = ctx.Err()
+			}
+			return resp, false, err
+		}
+		if c.m == nil {
+			c.m = make(map[string]*flight)
+		}
+		c.m[key] = fl
+		c.mu.Unlock()
+		fl.ctx, fl.cancel = context.WithCancel(&fl.parent)
+		resp, err := c.lead(ctx, fl, maxSize, fn)
+		return resp, true, err
+	}
+}
+
+// lead runs the exchange in the leader's goroutine and hands the outcome
+// to the followers that are still there. While the header is awaited, the
+// end of the leader's context cancels the exchange; so does it afterwards
+// while the leader alone reads the body.
+func (c *coalescer) lead(ctx context.Context, fl *flight, maxSize int64, fn exchangeFunc) (*http.Response, error) {
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, fl.cancel)
+	}
+	resp, share, err := runExchange(fl.ctx, fn)
+
+	c.mu.Lock()
+	c.close(fl) // later callers start their own exchange
+	if fl.followers == 0 {
 		c.mu.Unlock()
 		if err != nil {
+			stopWatch(stop)
+			fl.cancel()
+			if ctx.Err() != nil {
+				err = ctx.Err() // not the flight's own cancellation
+			}
 			return nil, err
 		}
-		return newSharedResponse(r, n, maxSize), nil
-	})
-	c.mu.Unlock()
-	var sr *sharedResponse
-	select {
-	case <-ctx.Done():
-		c.leave(key, fl)
-		return nil, led, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			c.leave(key, fl)
-			return nil, led, r.Err
+		return leadAlone(fl, ctx, resp, stop), nil
+	}
+	if stop != nil && !stop() {
+		// The leader's context ended and cancelled the exchange before
+		// the others could be given it: they start again.
+		fl.settle(errRetry, nil, nil)
+		c.mu.Unlock()
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
 		}
-		sr = r.Val.(*sharedResponse)
+		return nil, ctx.Err()
 	}
-	resp, err = sr.copyFor(func() { c.leave(key, fl) })
-	if err != nil {
-		c.leave(key, fl)
-		return nil, led, err
+	switch {
+	case err != nil:
+		fl.settle(err, nil, nil)
+		c.mu.Unlock()
+		fl.cancel()
+		return nil, err
+	case streams(resp.Body) && resp.ContentLength > maxSize:
+		// Too large to keep for the others: the leader's, as it is.
+		fl.settle(errNotShared, nil, nil)
+		c.mu.Unlock()
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, fl.cancel)
+		}
+		return leadAlone(fl, ctx, resp, stop), nil
 	}
-	return resp, led, nil
+	sr := &sharedResponse{resp: *resp}
+	sr.resp.Header = resp.Header.Clone() // the followers copy this one; the leader keeps its own
+	if b, ok := resp.Body.(bytesBody); ok {
+		sr.bytes, sr.hasBytes = b.allBytes(), true
+	}
+	if !streams(resp.Body) {
+		// Nothing more comes from the origin: the exchange is over.
+		fl.settle(nil, share, sr)
+		c.mu.Unlock()
+		fl.cancel()
+		return resp, nil
+	}
+	sr.body = newBroadcast(resp.Body, resp.ContentLength, maxSize, fl.followers+1, fl.cancel)
+	resp.Body = sr.body.reader(ctx)
+	fl.settle(nil, share, sr)
+	c.mu.Unlock()
+	go sr.body.pump()
+	return resp, nil
+}
+
+// leadAlone hands the leader the response as it is, still watched by stop
+// (nil: a context that never ends).
+func leadAlone(fl *flight, ctx context.Context, resp *http.Response, stop func() bool) *http.Response {
+	if !streams(resp.Body) {
+		// Nothing more comes from the origin: the exchange is over.
+		stopWatch(stop)
+		fl.cancel()
+		return resp
+	}
+	if stop == nil {
+		// A context that never ends: nothing to watch. The body keeps
+		// the exchange's context, which has no resources to release.
+		return resp
+	}
+	resp.Body = &soloBody{rc: resp.Body, ctx: ctx, stop: stop, cancel: fl.cancel}
+	return resp
+}
+
+// streams reports whether reading body may wait for the origin.
+func streams(body io.ReadCloser) bool {
+	if body == nil || body == http.NoBody {
+		return false
+	}
+	_, inMemory := body.(bytesBody)
+	return !inMemory
+}
+
+// runExchange calls fn, turning a panic into an error: the followers wait
+// for this goroutine's word, and must get it.
+func runExchange(ctx context.Context, fn exchangeFunc) (resp *http.Response, share func(*http.Request) bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			resp, share, err = nil, nil, panicked(v)
+		}
+	}()
+	resp, share, err = fn(ctx)
+	if resp == nil && err == nil {
+		err = errors.New("etagcache: the exchange returned neither a response nor an error")
+	}
+	return resp, share, err
+}
+
+func stopWatch(stop func() bool) {
+	if stop != nil {
+		stop()
+	}
+}
+
+// settle sets the flight's outcome and wakes the followers; coalescer.mu
+// is held.
+func (fl *flight) settle(err error, share func(*http.Request) bool, sr *sharedResponse) {
+	fl.err, fl.share, fl.sr = err, share, sr
+	close(fl.wake)
+}
+
+// follow waits for the outcome of fl, which c.mu holds open, and releases
+// c.mu.
+func (c *coalescer) follow(req *http.Request, fl *flight) (*http.Response, error) {
+	fl.followers++
+	if fl.wake == nil {
+		fl.wake = make(chan struct{})
+	}
+	wake := fl.wake
+	c.mu.Unlock()
+	ctx := req.Context()
+	select {
+	case <-wake:
+	case <-ctx.Done():
+		c.mu.Lock()
+		select {
+		case <-wake: // counted in the outcome: give its share back
+		default:
+			fl.followers--
+			c.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		c.mu.Unlock()
+		fl.sr.drop()
+		return nil, ctx.Err()
+	}
+	if fl.err != nil {
+		return nil, fl.err
+	}
+	if fits, err := fl.fits(req); !fits {
+		fl.sr.drop()
+		return nil, err
+	}
+	return fl.sr.copyFor(ctx), nil
+}
+
+// fits asks the leader's share predicate whether the response fits a
+// follower's request: if not, the error is errNotShared, or the
+// predicate's panic as an error (the follower's share is given back either
+// way).
+func (fl *flight) fits(req *http.Request) (fits bool, err error) {
+	if fl.share == nil {
+		return true, nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			fits, err = false, fmt.Errorf("etagcache: panic in the share predicate: %v", v)
+		}
+	}()
+	if fl.share(req) {
+		return true, nil
+	}
+	return false, errNotShared
 }
 
 // close stops a flight from taking callers; c.mu is held.
-func (c *coalescer) close(key string, fl *flight) {
-	if fl.open {
-		fl.open = false
-		if c.m[key] == fl {
-			delete(c.m, key)
-		}
+func (c *coalescer) close(fl *flight) {
+	if c.m[fl.key] == fl {
+		delete(c.m, fl.key)
 	}
 }
 
-// leave drops one caller's hold on a flight; the last one out cancels the
-// exchange (and with it any body still being read).
-func (c *coalescer) leave(key string, fl *flight) {
-	c.mu.Lock()
-	fl.refs--
-	last := fl.refs == 0
-	if last {
-		c.close(key, fl)
-	}
-	c.mu.Unlock()
-	if last {
-		fl.cancel()
-	}
-}
-
-// waiting returns how many callers wait on the open flight for key (for
-// tests).
+// waiting returns how many callers wait on the flight for key that is
+// awaiting its header (for tests).
 func (c *coalescer) waiting(key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if fl := c.m[key]; fl != nil {
-		return fl.refs
+		return 1 + fl.followers
 	}
 	return 0
 }
 
-// waitingAll returns how many callers wait on open flights (for tests).
+// waitingAll returns how many callers wait on flights awaiting their
+// header (for tests).
 func (c *coalescer) waitingAll() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
 	for _, fl := range c.m {
-		n += fl.refs
+		n += 1 + fl.followers
 	}
 	return n
 }
@@ -179,234 +360,336 @@ func (c *coalescer) waitingAll() int {
 // response served from the store), so sharing them copies nothing.
 type bytesBody interface{ allBytes() []byte }
 
-func newSharedResponse(r *http.Response, waiters int, maxSize int64) *sharedResponse {
-	sr := &sharedResponse{resp: r, waiters: waiters}
-	if waiters == 1 {
-		return sr // the caller alone gets the response as it is
-	}
-	switch b := r.Body.(type) {
-	case nil:
-	case bytesBody:
-		sr.bytes, sr.hasBytes = b.allBytes(), true
-	default:
-		if b == http.NoBody || r.ContentLength > maxSize {
-			break // not shared: see copyFor
-		}
-		sr.body = newBroadcast(b, r.ContentLength, maxSize, waiters)
-	}
-	return sr
+// sharedResponse is the leader's response as the followers copy it.
+type sharedResponse struct {
+	resp     http.Response // its Header is a copy nobody gets; its Body is not used
+	bytes    []byte        // the whole body, when known at once (hasBytes)
+	hasBytes bool
+	body     *broadcast // or the body as it arrives
 }
 
-// copyFor builds one waiter's response: its own header map and body
-// reader. release is called once when the waiter is done with the body.
-func (sr *sharedResponse) copyFor(release func()) (*http.Response, error) {
+// copyFor builds one follower's response: its own header map and body
+// reader, its Read ending with ctx.
+func (sr *sharedResponse) copyFor(ctx context.Context) *http.Response {
 	r := new(http.Response)
-	*r = *sr.resp
-	if sr.waiters > 1 {
-		r.Header = sr.resp.Header.Clone()
-	}
+	*r = sr.resp
+	r.Header = sr.resp.Header.Clone()
 	switch {
 	case sr.body != nil:
-		r.Body = &broadcastReader{b: sr.body, release: release}
+		r.Body = sr.body.reader(ctx)
 	case sr.hasBytes:
-		r.Body = &releasingBody{ReadCloser: newStoredBody(sr.bytes), release: release}
-	case sr.resp.Body == nil || sr.resp.Body == http.NoBody:
-		release()
-	default:
-		taken := false
-		sr.solo.Do(func() { taken = true })
-		if !taken {
-			return nil, errNotShared
-		}
-		r.Body = &releasingBody{ReadCloser: sr.resp.Body, release: release}
+		r.Body = newStoredBody(sr.bytes)
 	}
-	return r, nil
+	return r
 }
 
-// releasingBody calls release once, at EOF, on error or on Close.
-type releasingBody struct {
-	io.ReadCloser
-	release func()
-	once    sync.Once
+// drop gives back the share of a follower counted in the outcome that
+// will not read it.
+func (sr *sharedResponse) drop() {
+	if sr != nil && sr.body != nil {
+		sr.body.leaveOne()
+	}
 }
 
-func (b *releasingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
+// soloBody is the origin's body as a caller alone in its flight reads it.
+// Its Read ends with the caller's context: the flight's watch on that
+// context (stop) cancels the exchange, and with it the body.
+type soloBody struct {
+	rc     io.ReadCloser
+	ctx    context.Context // the caller's
+	stop   func() bool
+	cancel context.CancelFunc // the exchange's
+	once   sync.Once
+}
+
+func (b *soloBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
 	if err != nil {
-		b.once.Do(b.release)
+		if err != io.EOF && b.ctx.Err() != nil {
+			err = b.ctx.Err()
+		}
+		b.release()
 	}
 	return n, err
 }
 
-func (b *releasingBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(b.release)
+func (b *soloBody) Close() error {
+	err := b.rc.Close()
+	b.release()
 	return err
 }
 
-// broadcast shares one body among several readers. The reader that needs
-// bytes beyond what has been read takes the turn to read them from src;
-// the others wait for them, or for their own Close.
-type broadcast struct {
-	src     io.ReadCloser
-	max     int64
-	turn    chan struct{} // a token: whoever holds it reads src
-	mu      sync.Mutex
-	buf     []byte
-	readers int   // readers not yet done
-	err     error // set once src has ended (io.EOF when complete)
-	solo    *broadcastReader
-	changed chan struct{} // closed and replaced whenever buf or err change
-}
-
-func newBroadcast(src io.ReadCloser, contentLength, maxSize int64, readers int) *broadcast {
-	b := &broadcast{src: src, max: maxSize, readers: readers, turn: make(chan struct{}, 1), changed: make(chan struct{})}
-	b.turn <- struct{}{}
-	if contentLength > 0 && contentLength <= maxSize {
-		b.buf = make([]byte, 0, contentLength)
-	}
-	return b
-}
-
-// broadcastReader is one reader's view of a broadcast.
-type broadcastReader struct {
-	b       *broadcast
-	off     int
-	release func()
-	once    sync.Once
-	closed  chan struct{}
-	mu      sync.Mutex // guards closed's creation
-}
-
-func (r *broadcastReader) closedCh() chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed == nil {
-		r.closed = make(chan struct{})
-	}
-	return r.closed
-}
-
-func (r *broadcastReader) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	b, closed := r.b, r.closedCh()
-	for {
-		b.mu.Lock()
-		buf, err, changed, solo := b.buf, b.err, b.changed, b.solo
-		b.mu.Unlock()
-		switch {
-		case solo == r:
-			return r.direct(p)
-		case r.off < len(buf):
-			n := copy(p, buf[r.off:])
-			r.off += n
-			return n, nil
-		case err != nil:
-			r.done()
-			return 0, err
-		}
-		select {
-		case <-b.turn:
-			n, err := r.fill(p)
-			b.turn <- struct{}{}
-			if n > 0 || err != nil {
-				if err != nil {
-					r.done()
-				}
-				return n, err
-			}
-		case <-changed:
-		case <-closed:
-			return 0, errors.New("etagcache: read on closed body")
-		}
-	}
-}
-
-// fill reads the next bytes from src into p and the shared buffer; the
-// caller holds the turn.
-func (r *broadcastReader) fill(p []byte) (int, error) {
-	b := r.b
-	b.mu.Lock()
-	caughtUp := r.off == len(b.buf) && b.err == nil
-	b.mu.Unlock()
-	if !caughtUp {
-		return 0, nil // someone else read meanwhile: take it from buf
-	}
-	n, err := b.src.Read(p)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n > 0 && int64(len(b.buf)+n) > b.max {
-		if b.readers == 1 {
-			// The others are gone: this one streams on alone.
-			b.solo, b.buf = r, nil
-			return n, err
-		}
-		n, err = 0, ErrCoalescedBodyTooLarge
-	}
-	if n > 0 {
-		b.buf = appendBounded(b.buf, p[:n], b.max)
-		r.off += n
-	}
-	if err != nil {
-		b.err = err
-		_ = b.src.Close()
-	}
-	close(b.changed)
-	b.changed = make(chan struct{})
-	if err == io.EOF && n > 0 {
-		err = nil // this reader gets EOF on its next call, like the others
-	}
-	return n, err
-}
-
-// direct reads straight from src, once this reader is the last one left
-// of a body too large to keep.
-func (r *broadcastReader) direct(p []byte) (int, error) {
-	n, err := r.b.src.Read(p)
-	if err != nil {
-		r.done()
-	}
-	return n, err
-}
-
-// done marks this reader finished: the last one closes src (a body nobody
-// reads to its end is never stored) and releases the flight.
-func (r *broadcastReader) done() {
-	r.once.Do(func() {
-		b := r.b
-		b.mu.Lock()
-		b.readers--
-		last := b.readers == 0 && b.err == nil
-		b.mu.Unlock()
-		if last {
-			_ = b.src.Close()
-		}
-		r.release()
+// release ends the watch and the exchange once the caller is done.
+func (b *soloBody) release() {
+	b.once.Do(func() {
+		b.stop()
+		b.cancel()
 	})
 }
 
-func (r *broadcastReader) Close() error {
-	closed := r.closedCh()
-	r.mu.Lock()
-	select {
-	case <-closed:
-	default:
-		close(closed)
-	}
-	r.mu.Unlock()
-	r.done()
-	return nil
+// broadcast shares one body among several readers. A goroutine of its own
+// (pump) reads src into buf as the bytes come, so that no reader ever waits
+// inside src.Read, where its context could not reach it; the readers copy
+// from buf at their own pace.
+type broadcast struct {
+	src    io.ReadCloser
+	want   int64 // the announced length, or -1
+	max    int64
+	cancel context.CancelFunc // ends the exchange
+	probe  []byte             // the pump's: reads whose bytes may not fit buf
+	closed sync.Once
+
+	mu      sync.Mutex
+	buf     []byte // what has arrived; bytes below len never change
+	err     error  // how src ended (io.EOF when whole), or why nobody reads it any more
+	over    []byte // bytes past max, read but not kept: the pump stopped there
+	overErr error  // with over: the error of the read that brought them
+	holders int    // callers that may still read
+	changed chan struct{}
 }
 
-// appendBounded appends p to buf, never growing its capacity past max.
-func appendBounded(buf, p []byte, limit int64) []byte {
-	if need := len(buf) + len(p); need > cap(buf) {
-		c := min(int64(max(2*cap(buf), need, 512)), limit)
-		nb := make([]byte, len(buf), c)
-		copy(nb, buf)
-		buf = nb
+// errNobodyReads ends a broadcast whose readers have all left.
+var errNobodyReads = errors.New("etagcache: nobody reads the shared body")
+
+func newBroadcast(src io.ReadCloser, contentLength, maxSize int64, holders int, cancel context.CancelFunc) *broadcast {
+	if contentLength < 0 {
+		contentLength = -1
 	}
-	return append(buf, p...)
+	return &broadcast{src: src, want: contentLength, max: maxSize, cancel: cancel, holders: holders, changed: make(chan struct{})}
+}
+
+// signal wakes the readers that wait for a change; b.mu is held.
+func (b *broadcast) signal() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// end stops src and the exchange.
+func (b *broadcast) end() {
+	b.cancel()
+	b.closed.Do(func() { _ = b.src.Close() })
+}
+
+// pump reads src into buf until it ends, it brings more than max, or
+// everybody has left.
+func (b *broadcast) pump() {
+	defer func() {
+		if v := recover(); v != nil {
+			b.mu.Lock()
+			if b.err == nil {
+				b.err = panicked(v)
+			}
+			b.signal()
+			b.mu.Unlock()
+			b.end()
+		}
+	}()
+	for {
+		buf := b.buf // only the pump changes it
+		p, direct := buf[len(buf):cap(buf)], true
+		if len(p) == 0 || (b.want >= 0 && int64(len(buf)) >= b.want) {
+			// Full, or as long as announced: read aside, and grow only for
+			// bytes that arrive.
+			if b.probe == nil {
+				b.probe = make([]byte, minBuffer)
+			}
+			p, direct = b.probe, false
+		}
+		n, err := b.src.Read(p)
+		if n > 0 && !direct {
+			if int64(len(buf))+int64(n) > b.max {
+				b.mu.Lock()
+				if b.err == nil {
+					b.over, b.overErr = p[:n], err
+				}
+				b.signal()
+				b.mu.Unlock()
+				return // a reader decides, when it gets there
+			}
+			buf = append(grow(buf, int64(n), b.want, b.max), p[:n]...)
+		} else {
+			buf = buf[:len(buf)+n]
+		}
+		b.mu.Lock()
+		if b.err != nil { // everybody left meanwhile
+			b.mu.Unlock()
+			return
+		}
+		b.buf = buf
+		if err != nil {
+			b.err = err
+		}
+		b.signal()
+		b.mu.Unlock()
+		if err != nil {
+			b.end()
+			return
+		}
+	}
+}
+
+// grow returns buf with room for n more bytes, growing as storingBody.keep
+// does (body.go): with the bytes that arrive, never past limit, landing on
+// the announced length want when it is known (-1 if not). A stalled or
+// lying origin then pins at most 64 KiB, or sixteen times what it sent.
+func grow(buf []byte, n, want, limit int64) []byte {
+	need := int64(len(buf)) + n
+	c, first := 2*int64(cap(buf)), int64(minBuffer)
+	if want >= 0 {
+		c, first = knownGrowth*int64(cap(buf)), knownBuffer
+	}
+	c = max(c, need, first)
+	if want >= need {
+		c = min(c, want)
+	}
+	c = min(c, limit, math.MaxInt)
+	nb := make([]byte, len(buf), int(c))
+	copy(nb, buf)
+	return nb
+}
+
+// leaveOne drops one holder; the last one out stops src and the exchange
+// (a body nobody reads to its end is never stored, unless it has already
+// arrived whole).
+func (b *broadcast) leaveOne() {
+	b.mu.Lock()
+	b.holders--
+	last := b.holders == 0
+	if last && b.err == nil {
+		b.err = errNobodyReads
+		b.over = nil
+		b.signal()
+	}
+	b.mu.Unlock()
+	if last {
+		b.end()
+	}
+}
+
+// reader returns a new reader of b for a caller with context ctx, which
+// leaves when ctx ends, even if it never reads again.
+func (b *broadcast) reader(ctx context.Context) *broadcastReader {
+	r := &broadcastReader{b: b, ctx: ctx}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { r.leave(ctx.Err()) })
+		b.mu.Lock()
+		r.stop = stop
+		b.mu.Unlock()
+	}
+	return r
+}
+
+// broadcastReader is one caller's view of a broadcast.
+type broadcastReader struct {
+	b       *broadcast
+	ctx     context.Context
+	stop    func() bool // its watch on ctx, if any
+	onLeave func()
+
+	// Guarded by b.mu.
+	off  int
+	left bool
+	why  error // what Read returns once left
+	solo bool  // the last reader of a body past max: reads src itself
+
+	// The solo reader's own.
+	tail    []byte
+	tailErr error
+}
+
+func (r *broadcastReader) Read(p []byte) (int, error) {
+	b := r.b
+	for {
+		b.mu.Lock()
+		switch {
+		case r.left:
+			err := r.why
+			b.mu.Unlock()
+			return 0, err
+		case r.solo:
+			b.mu.Unlock()
+			return r.direct(p)
+		case len(p) == 0:
+			b.mu.Unlock()
+			return 0, nil
+		case r.off < len(b.buf):
+			buf := b.buf
+			b.mu.Unlock()
+			n := copy(p, buf[r.off:]) // below len: never written again
+			r.off += n
+			return n, nil
+		case b.err != nil:
+			err := b.err
+			b.mu.Unlock()
+			r.leave(err)
+			return 0, err
+		case b.over != nil:
+			if b.holders == 1 {
+				// The others are gone: this one streams on alone.
+				r.solo, r.tail, r.tailErr = true, b.over, b.overErr
+				b.over, b.buf = nil, nil
+				b.mu.Unlock()
+				continue
+			}
+			b.err, b.over = ErrCoalescedBodyTooLarge, nil
+			b.signal()
+			b.mu.Unlock()
+			b.end()
+			continue
+		}
+		changed := b.changed
+		b.mu.Unlock()
+		select {
+		case <-changed:
+		case <-r.ctx.Done():
+			r.leave(r.ctx.Err())
+		}
+	}
+}
+
+// direct reads the rest of a body too large to keep, for the one reader
+// left: the bytes the pump read past max, then src itself.
+func (r *broadcastReader) direct(p []byte) (int, error) {
+	if len(r.tail) > 0 {
+		n := copy(p, r.tail)
+		r.tail = r.tail[n:]
+		return n, nil
+	}
+	if r.tailErr != nil {
+		err := r.tailErr
+		r.leave(err)
+		return 0, err
+	}
+	n, err := r.b.src.Read(p)
+	if err != nil {
+		if err != io.EOF && r.ctx.Err() != nil {
+			err = r.ctx.Err()
+		}
+		r.leave(err)
+	}
+	return n, err
+}
+
+// leave marks the reader done, with why as what its Read returns from now
+// on, and drops its hold on the broadcast.
+func (r *broadcastReader) leave(why error) {
+	b := r.b
+	b.mu.Lock()
+	if r.left {
+		b.mu.Unlock()
+		return
+	}
+	r.left, r.why = true, why
+	stop := r.stop
+	b.signal() // a Read of this reader may be waiting
+	b.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	b.leaveOne()
+}
+
+func (r *broadcastReader) Close() error {
+	r.leave(errReadAfterClose)
+	return nil
 }

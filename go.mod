@@ -9,7 +9,6 @@ require (
 	github.com/stretchr/testify v1.12.1
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/oauth2 v0.36.0
-	golang.org/x/sync v0.20.0
 )
 
 require (
@@ -19,5 +18,6 @@ require (
 	github.com/peterbourgon/diskv v2.0.1+incompatible // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/sync v0.20.0 // indirect
 	golang.org/x/sys v0.45.0 // indirect
 )

@@ -169,7 +169,12 @@ func canonicalCopy(h http.Header) http.Header {
 // Accept-Encoding is what counts: net/http's transparent gzip decodes only
 // responses that it received itself, never a body served from the store.
 func acceptsCoding(req, stored http.Header) bool {
-	for _, line := range stored["Content-Encoding"] {
+	return acceptsCodings(req, stored["Content-Encoding"])
+}
+
+// acceptsCodings is acceptsCoding of the Content-Encoding field lines given.
+func acceptsCodings(req http.Header, contentEncoding []string) bool {
+	for _, line := range contentEncoding {
 		for _, c := range strings.Split(line, ",") {
 			c = strings.ToLower(strings.TrimSpace(c))
 			if c != "" && c != "identity" && !acceptsOne(req["Accept-Encoding"], c) {

@@ -68,15 +68,24 @@ func WithStaleIfError(d time.Duration) Option {
 //
 // On, concurrent GET requests for the same resource, partition and variant
 // share one origin request: a cold URL asked for by 64 goroutines at once
-// costs one GET, a stored one one conditional GET. Each caller gets its own
-// header map and body reader; the body is read once from the origin, into
-// memory up to the maximum entry size, and every caller streams it from
-// there as it comes. A caller whose context ends leaves; the shared request
-// goes on until every caller has left. Requests with a body, their own
-// preconditions or a Range are never coalesced, nor requests whose store
-// entry is not known (cold URLs) unless their header fields are identical.
-// A response whose Content-Length exceeds the maximum entry size goes to one
-// caller and the others send their own requests; see
+// costs one GET, a stored one one conditional GET. The first caller sends
+// it, in its own goroutine, as without coalescing (a caller with nobody to
+// share with starts no goroutine); callers that arrive while it awaits its
+// header wait for that header. Each caller gets its own header map and
+// body reader; a body several callers share is read once from the origin,
+// into memory up to the maximum entry size (as it arrives, never by the
+// length announced), and every caller streams it from there as it comes.
+// A caller whose context ends leaves, whether it waits for the header or
+// reads the body (its Read returns the context's error); the shared request
+// goes on for the others until every caller has left. Until its header
+// arrives, though, the request is the first caller's: if that caller leaves
+// first, the request is cancelled and the callers still waiting send it
+// again, one for all. A panic in the base transport, or in the Read of a
+// body callers share, becomes an error for each of them. Requests with a
+// body, their own preconditions or a Range are never coalesced, nor requests
+// whose store entry is not known (cold URLs) unless their header fields are
+// identical. A response whose Content-Length exceeds the maximum entry size
+// goes to the first caller and the others send their own requests; see
 // ErrCoalescedBodyTooLarge for one that only turns out too large.
 func WithCoalescing(on bool) Option {
 	return func(t *Transport) { t.fx.coalesce, t.fx.coalesceSet = on, true }
@@ -286,9 +295,12 @@ func (t *Transport) forward(req *http.Request, l lookup, d decision) (*http.Resp
 		resp, _, err := t.exchange(req, l, d)
 		return resp, err
 	}
-	resp, led, err := t.fx.flights.do(req.Context(), key, t.maxSize, func(ctx context.Context) (*http.Response, error) {
-		resp, _, err := t.exchange(req.WithContext(ctx), l, d)
-		return resp, err
+	resp, led, err := t.fx.flights.do(req, key, t.maxSize, func(ctx context.Context) (*http.Response, func(*http.Request) bool, error) {
+		resp, a, err := t.exchange(req.WithContext(ctx), l, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp, t.followers(a, &l, resp), nil
 	})
 	if errors.Is(err, errNotShared) {
 		resp, _, err := t.exchange(req, l, d)
@@ -317,6 +329,18 @@ func (t *Transport) flightKey(req *http.Request, l lookup, d decision) (string, 
 		return "", false
 	}
 	var b strings.Builder
+	n := len(l.key) + len(l.part) + len(d.fwd) + 20 // 20: the action and the separators
+	if l.entry != nil {
+		n += len(l.variant) + len(l.entry.VaryDigest)
+	} else {
+		for k, vs := range l.h {
+			n += len(k) + 1
+			for _, v := range vs {
+				n += len(v) + 1
+			}
+		}
+	}
+	b.Grow(n) // one allocation: it runs on every coalescable request
 	b.WriteString(l.key)
 	b.WriteByte(0)
 	b.WriteString(l.part)
