@@ -328,20 +328,23 @@ func (t *Transport) storeFailed(ctx context.Context, op, key string, err error) 
 // get serves a GET request through the store: look it up, decide what to
 // do (strategy.go), then serve from the store or ask the origin.
 func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error) {
-	if resp := t.memoryHit(req, h); resp != nil {
+	resp, l, d, found := t.memoryHit(req, h)
+	if resp != nil {
 		return resp, nil
 	}
-	ctx := req.Context()
-	l, err := t.find(ctx, req, h)
-	if err != nil {
-		return nil, err
-	}
-	rd := parseRequestDirectives(ctx, h)
-	d := decide(rd, l.entry, t.now(), t.fx.cfg)
-	if l.entry == nil && t.fx.cfg.enabled {
-		// Before only-if-cached's 504: a stored part may be the whole.
-		if resp, ok, err := t.complete(req, l, rd); ok {
-			return resp, err
+	if !found {
+		ctx := req.Context()
+		var err error
+		if l, err = t.find(ctx, req, h); err != nil {
+			return nil, err
+		}
+		rd := parseRequestDirectives(ctx, h)
+		d = decide(rd, l.entry, t.now(), t.fx.cfg)
+		if l.entry == nil && t.fx.cfg.enabled {
+			// Before only-if-cached's 504: a stored part may be the whole.
+			if resp, ok, err := t.complete(req, l, rd); ok {
+				return resp, err
+			}
 		}
 	}
 	switch d.action {
@@ -352,7 +355,6 @@ func (t *Transport) get(req *http.Request, h http.Header) (*http.Response, error
 			return t.serveStored(req, l.entry, d, "detail=stale-while-revalidate"), nil
 		}
 		d.action = actRevalidate // the Transport is closed: no background work
-
 	case actGatewayTimeout:
 		return gatewayTimeout(req), nil
 	}
@@ -526,7 +528,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	switch {
 	case hasDirective(nm.Header, "no-store"): // a stored entry never had it
 		t.storeDelete(ctx, l.key)
-	case !onlyDateMoved(old.Header, nm.Header) || t.fx.cfg.enabled: // with freshness, a 304 renews the lifetime (RFC 9111 §4.3.4)
+	case !onlyDateMoved(old.Header, nm.Header) || t.renewable(old.Status, merged): // with freshness, a 304 renews the lifetime (RFC 9111 §4.3.4)
 		t.persist(ctx, l, old, withoutNoCacheFields(merged.Clone()), sent)
 	}
 
@@ -561,6 +563,24 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 		Request:       req,
 		TLS:           nm.TLS,
 	}, a
+}
+
+// renewable reports whether renewing a stored response's age, as a 304
+// does in freshness mode, could let it answer without the origin: it has
+// a lifetime, or a window in which it may be served stale. One that is
+// revalidated every time whatever its age (no-cache, or no lifetime and no
+// such window) gains nothing from a write after a 304 that changed only
+// Date, so none is made.
+func (t *Transport) renewable(status int, h http.Header) bool {
+	if !t.fx.cfg.enabled {
+		return false
+	}
+	f := parseFacts(&Entry{Status: status, Header: h})
+	if f.cc.noCache {
+		return false
+	}
+	return freshnessLifetime(status, &f, t.fx.cfg) > 0 || f.cc.staleWhileRevalidate > 0 ||
+		f.cc.staleIfError > 0 || t.fx.cfg.staleIfError > 0
 }
 
 // persist writes a revalidated entry's new header: through HeaderUpdater

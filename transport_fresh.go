@@ -148,37 +148,41 @@ func (t *Transport) stripIgnored(key string) string {
 
 // memoryHit is get's fast path for the commonest answer of freshness mode, a
 // fresh hit from a MemoryStore: the key is looked up without being built as
-// a string, so the hit allocates only the response and its header map. It
-// returns nil for anything else (a miss, another variant, a decision other
-// than serve), which get then handles the usual way.
-func (t *Transport) memoryHit(req *http.Request, h http.Header) *http.Response {
+// a string, so the hit allocates only the response and its header map. When
+// it finds the request's entry in the primary slot but the decision is
+// other than serve, it returns that lookup and decision (found), which get
+// goes on with instead of looking again; for anything else (a miss, another
+// variant) it returns nothing, and get handles the request the usual way.
+func (t *Transport) memoryHit(req *http.Request, h http.Header) (resp *http.Response, l lookup, d decision, found bool) {
 	ms, ok := t.store.(*MemoryStore)
 	if !ok || !t.fx.cfg.enabled || len(t.fx.ignoredQuery) > 0 {
-		return nil
+		return nil, l, d, false
 	}
 	ctx := req.Context()
 	if ctx.Err() != nil {
-		return nil
+		return nil, l, d, false
 	}
 	var buf [256]byte
 	key := appendTargetKey(buf[:0], req.URL, req.Host)
+	note := t.inval.now()
 	part, vary := t.partitionFor(req, h)
 	e := ms.getKeyBytes(key, part)
 	if e == nil || !e.matches(part, vary, h) {
-		return nil
+		return nil, l, d, false
 	}
 	var plain *freshConfig // set when the request says nothing about caching
 	if !hasDirectives(ctx, h) {
 		plain = &t.fx.cfg
 		if hh := t.replay(e); hh != nil {
-			return t.respond(req, e, hh)
+			return t.respond(req, e, hh), l, d, false
 		}
 	}
-	d := decide(parseRequestDirectives(ctx, h), e, t.nowFor(e), t.fx.cfg)
+	d = decide(parseRequestDirectives(ctx, h), e, t.nowFor(e), t.fx.cfg)
 	if d.action != actServe {
-		return nil
+		l = lookup{key: string(key), part: part, h: h, vary: vary, entry: e, variant: part, primary: true, note: note}
+		return nil, l, d, true
 	}
-	return t.respond(req, e, hitHeader(e, d.age, d.ttl, "", plain))
+	return t.respond(req, e, hitHeader(e, d.age, d.ttl, "", plain)), l, d, false
 }
 
 // nowFor is the time now, for judging e. An entry made in this process
