@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -92,4 +93,31 @@ func TestPostAnswerWithCredentialsBelow(t *testing.T) {
 	anon := NewTransport(ms, WithFreshness(true))
 	_, body := getBody(t, anon, o.URL+"/doc")
 	assert.Equal(t, "GET lang= user=", body)
+}
+
+// A 304 that changed only Date is written, in freshness mode, only for an
+// entry whose renewed age could let it answer without the origin.
+func TestRenewable(t *testing.T) {
+	date := time.Now().UTC().Format(http.TimeFormat)
+	old := time.Now().Add(-240 * time.Hour).UTC().Format(http.TimeFormat)
+	for _, tc := range []struct {
+		h      http.Header
+		status int
+		want   bool
+	}{
+		{http.Header{"Cache-Control": {"max-age=60"}, "Date": {date}}, 200, true},
+		{http.Header{"Cache-Control": {"no-cache, max-age=60"}, "Date": {date}}, 200, false},
+		{http.Header{"Cache-Control": {"max-age=0"}, "Date": {date}}, 200, false},
+		{http.Header{"Date": {date}}, 200, false},
+		{http.Header{"Date": {date}, "Last-Modified": {old}}, 200, true}, // heuristic
+		{http.Header{"Cache-Control": {"max-age=0, stale-while-revalidate=30"}, "Date": {date}}, 200, true},
+		{http.Header{"Cache-Control": {"max-age=0, stale-if-error=30"}, "Date": {date}}, 200, true},
+		{http.Header{"Expires": {date}, "Date": {old}}, 200, true},
+	} {
+		tr := NewTransport(NewMemoryStore(0), WithFreshness(true))
+		assert.Equal(t, tc.want, tr.renewable(tc.status, tc.h), "%v", tc.h)
+		assert.False(t, NewTransport(NewMemoryStore(0)).renewable(tc.status, tc.h), "default mode: %v", tc.h)
+	}
+	tr := NewTransport(NewMemoryStore(0), WithFreshness(true), WithStaleIfError(time.Minute))
+	assert.True(t, tr.renewable(200, http.Header{"Date": {date}}), "a configured stale-if-error window")
 }
