@@ -3,7 +3,6 @@ package etagcache
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,17 +33,8 @@ func postOrigin(t *testing.T, cc string) *httptest.Server {
 
 func post(t *testing.T, tr *Transport, ctx context.Context, url string, kv ...string) string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("x"))
-	require.NoError(t, err)
-	for i := 0; i+1 < len(kv); i += 2 {
-		req.Header.Set(kv[i], kv[i+1])
-	}
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.NoError(t, resp.Body.Close())
-	return string(b)
+	_, body := send(t, tr, ctx, http.MethodPost, url, strings.NewReader("x"), kv...)
+	return body
 }
 
 // A POST answer is filed under the POST's own Vary values: a POST with
