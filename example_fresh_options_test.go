@@ -115,3 +115,21 @@ func ExampleWithBoltRecover() {
 	// without recovery, refused: true
 	// with recovery, log lines: 1
 }
+
+// A program that serves stale responses while refreshing them in the
+// background stops those refreshes with Close before it exits, so that
+// none is cut off half-way by the process ending and none outlives the
+// Transport in a test.
+func ExampleTransport_Close() {
+	tr := etagcache.NewTransport(etagcache.NewMemoryStore(0), etagcache.WithFreshness(true))
+	defer tr.Close() // stops the background refreshes and waits for them
+
+	client := tr.Client()
+	resp, err := client.Get("https://config.example/flags")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer resp.Body.Close()
+	fmt.Println(resp.Status)
+}
