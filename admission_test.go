@@ -104,10 +104,11 @@ func TestRenewable(t *testing.T) {
 		{http.Header{"Cache-Control": {"max-age=0, stale-if-error=30"}, "Date": {date}}, 200, true},
 		{http.Header{"Expires": {date}, "Date": {old}}, 200, true},
 	} {
+		e := &Entry{Status: tc.status, Header: tc.h}
 		tr := NewTransport(NewMemoryStore(0), WithFreshness(true))
-		assert.Equal(t, tc.want, tr.renewable(tc.status, tc.h), "%v", tc.h)
-		assert.False(t, NewTransport(NewMemoryStore(0)).renewable(tc.status, tc.h), "default mode: %v", tc.h)
+		assert.Equal(t, tc.want, tr.renewable(e), "%v", tc.h)
+		assert.False(t, NewTransport(NewMemoryStore(0)).renewable(e), "default mode: %v", tc.h)
 	}
 	tr := NewTransport(NewMemoryStore(0), WithFreshness(true), WithStaleIfError(time.Minute))
-	assert.True(t, tr.renewable(200, http.Header{"Date": {date}}), "a configured stale-if-error window")
+	assert.True(t, tr.renewable(&Entry{Status: 200, Header: http.Header{"Date": {date}}}), "a configured stale-if-error window")
 }

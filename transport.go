@@ -528,7 +528,7 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	switch {
 	case hasDirective(nm.Header, "no-store"): // a stored entry never had it
 		t.storeDelete(ctx, l.key)
-	case !onlyDateMoved(old.Header, nm.Header) || t.renewable(old.Status, merged): // with freshness, a 304 renews the lifetime (RFC 9111 §4.3.4)
+	case !onlyDateMoved(old.Header, nm.Header) || t.renewable(old): // with freshness, a 304 renews the lifetime (RFC 9111 §4.3.4)
 		t.persist(ctx, l, old, withoutNoCacheFields(merged.Clone()), sent)
 	}
 
@@ -565,22 +565,28 @@ func (t *Transport) revalidated(req *http.Request, l lookup, nm *http.Response, 
 	}, a
 }
 
-// renewable reports whether renewing a stored response's age, as a 304
-// does in freshness mode, could let it answer without the origin: it has
-// a lifetime, or a window in which it may be served stale. One that is
-// revalidated every time whatever its age (no-cache, or no lifetime and no
-// such window) gains nothing from a write after a 304 that changed only
-// Date, so none is made.
-func (t *Transport) renewable(status int, h http.Header) bool {
+// renewable reports whether renewing the stored response e's age, as a
+// 304 that changed nothing but Date does in freshness mode, could let it
+// answer without the origin: it has a lifetime, or a window in which it may
+// be served stale. One that is revalidated every time whatever its age
+// (no-cache, or no lifetime and no such window) gains nothing from a write,
+// so none is made. Such a 304 leaves every field but Date as stored, so
+// e's facts (parsed once per entry) answer, but for the lifetimes that
+// Date moves (Expires, the heuristic): those count as renewable.
+func (t *Transport) renewable(e *Entry) bool {
 	if !t.fx.cfg.enabled {
 		return false
 	}
-	f := parseFacts(&Entry{Status: status, Header: h})
-	if f.cc.noCache {
+	f := factsOf(e)
+	switch {
+	case f.cc.noCache:
 		return false
+	case f.cc.staleWhileRevalidate > 0 || f.cc.staleIfError > 0 || t.fx.cfg.staleIfError > 0:
+		return true
+	case f.cc.maxAge >= 0:
+		return f.cc.maxAge > 0
 	}
-	return freshnessLifetime(status, &f, t.fx.cfg) > 0 || f.cc.staleWhileRevalidate > 0 ||
-		f.cc.staleIfError > 0 || t.fx.cfg.staleIfError > 0
+	return f.expiresSet || (f.lastModifiedOK && heuristicallyCacheable(e.Status))
 }
 
 // persist writes a revalidated entry's new header: through HeaderUpdater
