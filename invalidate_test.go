@@ -114,7 +114,7 @@ func TestInvalidations(t *testing.T) {
 	note := tr.inval.now()
 	key := "http://a.example/x"
 	wrote, err := tr.guardedWrite(context.Background(), key, note, func() error {
-		tr.invalidate(context.Background(), key) // the POST's, between check and write
+		tr.invalidate(context.Background(), key, tr.now()) // the POST's, between check and write
 		return ms.Put(context.Background(), key, "", &Entry{Status: 200, Header: http.Header{}})
 	})
 	require.NoError(t, err)
