@@ -3,6 +3,7 @@ package etagcache
 import (
 	"context"
 	"sync/atomic"
+	"time"
 )
 
 // invalidations make a write's invalidation win over every response that
@@ -55,10 +56,26 @@ func (v *invalidations) bucket(key string) uint64 {
 }
 
 // invalidate removes what the store holds for key, after marking it, so
-// that no write of a response requested earlier lands after the removal.
-func (t *Transport) invalidate(ctx context.Context, key string) {
+// that no write of a response requested earlier lands after the removal:
+// this Transport's writes check the mark, and a store that is an
+// Invalidator refuses those of every Transport sharing it that were
+// requested before at, the moment (on t's clock) from which a request's
+// answer is newer than what is invalidated.
+func (t *Transport) invalidate(ctx context.Context, key string, at time.Time) {
 	t.inval.mark(key)
-	t.storeDelete(ctx, key)
+	if op, err := t.storeInvalidate(ctx, key, at); err != nil {
+		t.storeFailed(ctx, op, key, err)
+	}
+}
+
+// storeInvalidate removes what the store holds for key, and makes a store
+// that can refuse the later writes of older responses (Invalidator) do so.
+// It returns the store operation it used.
+func (t *Transport) storeInvalidate(ctx context.Context, key string, at time.Time) (string, error) {
+	if iv, ok := t.store.(Invalidator); ok {
+		return "invalidate", iv.Invalidate(ctx, key, at)
+	}
+	return "delete", t.store.Delete(ctx, key)
 }
 
 // guardedWrite runs write, a store write for key on behalf of a request

@@ -94,6 +94,50 @@ type HeaderUpdater interface {
 	UpdateHeader(ctx context.Context, key, variant string, e *Entry) error
 }
 
+// Invalidator is implemented by stores that remember invalidations, so that
+// an invalidation made through one Transport wins over a write of an older
+// response made through another sharing the store (RFC 9111 §4.4).
+//
+// A Transport invalidates a resource once an unsafe request to it (POST,
+// PUT, DELETE...) has succeeded, and on Purge. A response requested before
+// then, through any Transport sharing the store, may still be arriving: a
+// body streaming to its caller, a background refresh. It is Put once it
+// is complete; after a plain Delete it would land in the emptied slot, and
+// in freshness mode be served for its whole lifetime. For stores without
+// Invalidator the Transport deletes, and the promise holds only between
+// the requests of one Transport.
+type Invalidator interface {
+	// Invalidate removes every variant stored under key, as Delete does,
+	// and from then on drops any Put under key of an entry whose
+	// RequestTime is before at: Put returns nil and stores nothing. A zero
+	// RequestTime counts as before any invalidation. Puts of entries
+	// requested at or after at, and Puts under other keys, are stored as
+	// usual.
+	//
+	// What the store remembers is a tombstone per key: the latest at the
+	// key was invalidated at (an Invalidate with an earlier at does not
+	// lower it). Delete leaves tombstones alone: it removes entries, and an
+	// older write is no less stale for it. A store bounds what it remembers
+	// and documents how: a number of keys, past which it may forget the
+	// oldest tombstones if it then drops every Put requested before the
+	// latest at it forgot (a floor: an old request still in flight may be
+	// refused, which costs a miss, never a stale entry); or a time after
+	// which a tombstone is forgotten (a request in flight for longer may
+	// then store its answer).
+	//
+	// UpdateHeader needs no check: it writes only onto the body it
+	// confirms, and the entries an invalidation removed are gone, so an
+	// update on behalf of an older request finds nothing to confirm and
+	// returns ErrNotFound.
+	//
+	// at comes from the invalidating Transport's clock, RequestTime from
+	// the writing Transport's: Transports on different machines sharing a
+	// store need clocks that agree. A store may add a margin for their
+	// skew, dropping also Puts requested up to that margin after at; it
+	// then says so, since such a Put is a miss later.
+	Invalidate(ctx context.Context, key string, at time.Time) error
+}
+
 // sameBody reports whether a and b hold the same bytes; at once when they
 // are the same slice, as the body a store's Get handed out is.
 func sameBody(a, b []byte) bool {

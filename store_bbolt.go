@@ -112,8 +112,8 @@ func WithBoltLogger(l *slog.Logger) BoltOption {
 	return func(c *boltConfig) { c.log = l }
 }
 
-// BoltStore is a Store and HeaderUpdater that keeps entries in a bbolt
-// database file, which several processes can use at once.
+// BoltStore is a Store, HeaderUpdater and Invalidator that keeps entries
+// in a bbolt database file, which several processes can use at once.
 //
 // Every operation opens the file, runs one short transaction and closes it
 // again, under a lock on the side file path+".lock" (shared to read,
@@ -186,6 +186,10 @@ type boltIndex struct {
 	size  int64
 	lru   *list.List // of *boltItem, most recently used at the front
 	items map[string]*list.Element
+	// The file's invalidations (store_bbolt_inval.go): key prefix → the
+	// latest time it was invalidated at (Unix ns), and the floor.
+	tombs map[string]int64
+	floor int64
 }
 
 type boltItem struct {
@@ -200,6 +204,12 @@ type boltPending struct {
 	at     int64  // when Put was called: the entry's first use
 	sum    uint32 // CRC-32C of e.Body, if hasSum
 	hasSum bool
+	// checked is set when Put found no invalidation refusing e in the
+	// index, current as of the file's generation gen. Get serves the
+	// entry from the queue only while that generation lasts: another
+	// process's invalidation may have come since.
+	checked bool
+	gen     uint64
 }
 
 // checksumPutter is a Store that takes, with the entry, the CRC-32C
@@ -213,6 +223,7 @@ type checksumPutter interface {
 var (
 	_ Store          = (*BoltStore)(nil)
 	_ HeaderUpdater  = (*BoltStore)(nil)
+	_ Invalidator    = (*BoltStore)(nil)
 	_ checksumPutter = (*BoltStore)(nil)
 )
 
@@ -320,9 +331,20 @@ func (s *BoltStore) Get(ctx context.Context, key, variant string) (*Entry, error
 	gen := readBoltGen(s.genFile)
 	s.mu.Lock()
 	if p := s.pending[srk]; p != nil {
+		if p.checked && p.gen == gen {
+			s.mu.Unlock()
+			s.touch(srk)
+			return p.e, nil
+		}
+		// Queued before the file last changed, or unchecked: another
+		// process may have invalidated its key. Written first, which
+		// checks it; then read as any entry.
 		s.mu.Unlock()
-		s.touch(srk)
-		return p.e, nil
+		if err := s.commit(ctx, nil); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		gen = readBoltGen(s.genFile)
+		s.mu.Lock()
 	}
 	broken := s.broken
 	_, known := s.idx.items[srk]
@@ -367,9 +389,13 @@ func (s *BoltStore) touch(rk string) {
 // Put implements Store. The entry is queued and written by a background
 // goroutine about 2 ms later (with every other entry queued meanwhile, in
 // one transaction);
-// Get serves it from the queue until then. When more than 16 MiB of bodies
-// are waiting, or the body itself is larger, Put writes synchronously. A
-// write-behind that fails is logged. The store keeps e, never a copy of it.
+// Get serves it from the queue until then, unless another process has
+// written to the file since (the entry is then written first). When more
+// than 16 MiB of bodies are waiting, or the body itself is larger, Put
+// writes synchronously. A write-behind that fails is logged. The store
+// keeps e, never a copy of it. An entry requested before an invalidation
+// of its key (see Invalidate) is dropped, when Put is called or when it is
+// written.
 func (s *BoltStore) Put(ctx context.Context, key, variant string, e *Entry) error {
 	return s.put(ctx, key, variant, &boltPending{e: e})
 }
@@ -390,10 +416,17 @@ func (s *BoltStore) put(ctx context.Context, key, variant string, p *boltPending
 		return ErrStoreClosed
 	}
 	rk := boltRecordKey(key, variant)
+	gen := readBoltGen(s.genFile)
+	s.mu.Lock()
+	p.checked, p.gen = s.idx.valid && s.idx.gen == gen, gen
+	if p.checked && s.idx.refuses(rk, e.RequestTime) {
+		s.mu.Unlock()
+		return nil // requested before an invalidation of its key
+	}
 	if len(e.Body) > boltPendingMax {
+		s.mu.Unlock()
 		return s.putLarge(ctx, rk, p)
 	}
-	s.mu.Lock()
 	if old := s.pending[string(rk)]; old != nil {
 		s.pendSize -= int64(len(old.e.Body))
 	}

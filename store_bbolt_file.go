@@ -19,6 +19,9 @@ import (
 //	                    "large:" | record key | body id → "" (see putLarge)
 //	bucket "meta":      record key → meta record
 //	bucket "body":      record key | body id → bucket: chunk number → chunk
+//	bucket "inval":     key prefix → int64 Unix ns, "floor" → int64 Unix ns
+//	                    (invalidations, see store_bbolt_inval.go; made by
+//	                    the first Invalidate)
 //
 // A record key is SHA-256(key) | 0x00 | SHA-256(variant), 65 bytes whatever
 // the length of key and variant, so all variants of a key share a prefix.
@@ -42,10 +45,16 @@ import (
 // checksums are verified on every read: a record that fails is a miss and
 // is removed.
 //
-// Any change to this layout must change boltSchemaVersion. Files of version
-// 1 (no checksums) are emptied and upgraded when opened. Version 2 had no
-// inline bodies (its records are records of version 3): its files are used
-// as they are, and marked version 3 by the first write of an inline body.
+// Any change to this layout that older code would misread must change
+// boltSchemaVersion. Files of version 1 (no checksums) are emptied and
+// upgraded when opened. Version 2 had no inline bodies (its records are
+// records of version 3): its files are used as they are, and marked
+// version 3 by the first write of an inline body. The "inval" bucket came
+// later without a new version: older code reads and writes such a file
+// correctly, ignoring the bucket (so its own writes are not checked
+// against the invalidations of newer processes sharing the file, nor do
+// its Deletes leave tombstones), and bbolt's compaction keeps it. A file
+// without the bucket has no invalidations to remember.
 var (
 	boltSchemaBucket = []byte("etagcache")
 	boltVersionKey   = []byte("version")

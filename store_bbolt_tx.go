@@ -55,6 +55,7 @@ func (w *boltWrite) loadIndex(sweep bool) (repair bool, err error) {
 		idx.items[it.rk] = idx.lru.PushFront(it)
 		idx.size += it.size
 	}
+	idx.tombs, idx.floor = loadBoltTombs(w.tx)
 	w.s.mu.Lock()
 	w.s.idx = idx
 	w.s.mu.Unlock()
@@ -141,6 +142,9 @@ func (w *boltWrite) remove(rk []byte) error {
 // removed.
 func (w *boltWrite) put(rk []byte, p *boltPending) error {
 	e := p.e
+	if w.refused(rk, e) {
+		return nil // requested before an invalidation, perhaps another process's
+	}
 	m := boltMetaRecord{used: p.at, bodyLen: uint64(len(e.Body)), meta: EncodeEntryMeta(e)}
 	inline := len(e.Body) <= boltInlineMax
 	if inline {

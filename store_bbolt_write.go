@@ -235,6 +235,14 @@ func (s *BoltStore) putLarge(ctx context.Context, rk []byte, p *boltPending) err
 		runtime.GC()
 	}
 	return s.commit(ctx, func(w *boltWrite) error {
+		if w.refused(rk, e) {
+			// Invalidated while its chunks were written: they go.
+			w.changed = true
+			if err := deleteBoltBodies(w.tx, boltBodyKey(rk, m.bodyID), nil); err != nil {
+				return err
+			}
+			return w.tx.Bucket(boltSchemaBucket).Delete(mark)
+		}
 		if !boltChunksThere(w.tx, rk, &m) {
 			return fmt.Errorf("etagcache: bolt store: the body of a large entry was removed while it was written")
 		}

@@ -37,6 +37,14 @@ func TestBoltStoreSharedValidatorTwoHandles(t *testing.T) {
 		storetest.WithFlush(func(s etagcache.Store) error { return etagcache.FlushBolt(s.(*etagcache.BoltStore)) }))
 }
 
+// An invalidation through one handle wins over the other's Puts, queued
+// (write-behind) or not.
+func TestBoltStoreSharedInvalidationTwoHandles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	storetest.RunSharedInvalidation(t, openConformanceBolt(t, path), openConformanceBolt(t, path),
+		storetest.WithFlush(func(s etagcache.Store) error { return etagcache.FlushBolt(s.(*etagcache.BoltStore)) }))
+}
+
 func openConformanceBolt(t *testing.T, path string, opts ...etagcache.BoltOption) *etagcache.BoltStore {
 	t.Helper()
 	s, err := etagcache.OpenBoltStore(path, opts...)

@@ -3,10 +3,12 @@ package etagcache
 import (
 	"container/list"
 	"context"
+	"hash/maphash"
 	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 const defaultMemoryMaxBytes = 64 << 20
@@ -14,6 +16,14 @@ const defaultMemoryMaxBytes = 64 << 20
 // MemoryStore is a Store that keeps entries in memory, evicting the least
 // recently used ones when their total size passes a bound. It is safe for
 // concurrent use. Entries are kept as given: a hit copies no body bytes.
+//
+// It is a HeaderUpdater and an Invalidator. It remembers the invalidations
+// of up to 4096 keys (one per 4 KiB of the bound, at least 64, below
+// 16 MiB), about 64 bytes each, outside the bound and Size; past that it
+// forgets the oldest and drops every Put requested before the latest one
+// it forgot. Keys are remembered by a 64-bit hash: two keys that share one
+// (a chance in 2^64 per pair) share their invalidations, which costs
+// misses, never a stale entry.
 type MemoryStore struct {
 	mu       sync.Mutex
 	maxBytes int64
@@ -24,6 +34,7 @@ type MemoryStore struct {
 	// keep beside their entries (entry_facts.go); they are made outside the
 	// lock, so the bound is enforced with them at the next write.
 	templates atomic.Int64
+	tombs     tombstones // invalidations remembered (Invalidate)
 }
 
 type memItem struct {
@@ -45,7 +56,8 @@ func NewMemoryStore(maxBytes int64) *MemoryStore {
 	case maxBytes < 0:
 		maxBytes = math.MaxInt64
 	}
-	return &MemoryStore{maxBytes: maxBytes, lru: list.New(), items: make(map[string]map[string]*list.Element)}
+	return &MemoryStore{maxBytes: maxBytes, lru: list.New(), items: make(map[string]map[string]*list.Element),
+		tombs: tombstones{seed: maphash.MakeSeed(), limit: int(min(max(maxBytes>>12, minTombstones), maxTombstones)), floor: math.MinInt64}}
 }
 
 // Get implements Store.
@@ -92,6 +104,9 @@ func (s *MemoryStore) Put(ctx context.Context, key, variant string, e *Entry) er
 	it := &memItem{key: key, variant: variant, entry: e, size: entrySize(key, variant, e)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.tombs.refuses(key, e.RequestTime) {
+		return nil // requested before an invalidation: older than what it removed
+	}
 	s.remove(key, variant)
 	if it.size > s.maxBytes {
 		return nil
@@ -151,9 +166,26 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Invalidate implements Invalidator: every variant of key is removed, and
+// a later Put under key of an entry requested before at is dropped (see
+// MemoryStore for how many invalidations are remembered).
+func (s *MemoryStore) Invalidate(ctx context.Context, key string, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for variant := range s.items[key] {
+		s.remove(key, variant)
+	}
+	s.tombs.add(key, at)
+	return nil
+}
+
 // Clear removes every entry, as if the store had just been made. Transports
 // using the store go on with an empty cache: their next GET of each
-// resource is a full fetch.
+// resource is a full fetch. Invalidations are still remembered: an older
+// response still arriving is no fresher for the Clear.
 func (s *MemoryStore) Clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -267,3 +299,76 @@ var sizeClasses = [...]uint16{8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160,
 	256, 288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792,
 	2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240,
 	10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264, 28672, 32768}
+
+// Bounds of the invalidations a MemoryStore remembers.
+const (
+	minTombstones = 64
+	maxTombstones = 4096
+)
+
+// tombstones are the invalidations a MemoryStore remembers: the latest
+// time each key was invalidated at, by hash, and a floor, the latest such
+// time forgotten. The caller holds the store's lock.
+type tombstones struct {
+	seed  maphash.Seed
+	limit int
+	at    map[uint64]int64 // nil until the first invalidation
+	order []tombstone      // invalidations as they came, oldest first
+	floor int64            // Puts requested before it are dropped
+}
+
+type tombstone struct {
+	h  uint64
+	at int64
+}
+
+// requestNano is RequestTime in Unix nanoseconds; a zero time is before
+// every invalidation.
+func requestNano(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+// invalidationNano is an invalidation's at in Unix nanoseconds; even a
+// zero at is after a zero RequestTime.
+func invalidationNano(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MinInt64 + 1
+	}
+	return t.UnixNano()
+}
+
+func (ts *tombstones) add(key string, at time.Time) {
+	if ts.at == nil {
+		ts.at = make(map[uint64]int64)
+	}
+	h, n := maphash.String(ts.seed, key), invalidationNano(at)
+	if old, ok := ts.at[h]; !ok || n > old {
+		ts.at[h] = n
+	}
+	ts.order = append(ts.order, tombstone{h, n})
+	for len(ts.order) > ts.limit {
+		old := ts.order[0]
+		ts.order = ts.order[1:]
+		ts.floor = max(ts.floor, old.at)
+		if ts.at[old.h] <= ts.floor {
+			delete(ts.at, old.h) // the floor covers it
+		}
+	}
+}
+
+// refuses reports whether a Put under key of an entry requested at req
+// must be dropped.
+func (ts *tombstones) refuses(key string, req time.Time) bool {
+	if ts.at == nil {
+		return false // nothing ever invalidated
+	}
+	r := requestNano(req)
+	if r < ts.floor {
+		return true
+	}
+	at, ok := ts.at[maphash.String(ts.seed, key)]
+	return ok && r < at
+}

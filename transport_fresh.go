@@ -404,8 +404,11 @@ func (t *Transport) worthStoring(resp *http.Response) bool {
 // §9.3.3 lets it answer later GETs of that URI. It is admitted as any
 // answer to a GET would be, under the POST's own partition and Vary
 // values; note is the invalidation sequence after the POST's own
-// invalidations, and at when it was sent. Anything else is returned as it
-// is.
+// invalidations, and at the time of its own (the answer is stored as
+// requested then, not when the POST was sent: it is what the write made,
+// and an Invalidator store drops entries requested before at; only an Age
+// field in the answer would be corrected by less). Anything else is
+// returned as it is.
 func (t *Transport) postAsGet(req *http.Request, resp *http.Response, note uint64, at time.Time) *http.Response {
 	if !t.fx.cfg.enabled || req.Method != http.MethodPost || resp.StatusCode != http.StatusOK {
 		return resp

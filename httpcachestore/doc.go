@@ -52,6 +52,20 @@
 // on its own (memcache, redis with a maxmemory policy): losing a generation
 // record makes the key's entries unreachable, never stale ones reachable.
 //
+// The store does not implement etagcache.Invalidator. It could remember an
+// invalidation in a record of its own, but a Put could only read that
+// record and then write, and an invalidation could land in between: with no
+// atomic compare in the backends it would narrow the race, not close it,
+// at the cost of one more read per Put. So an invalidation (after a POST,
+// PUT or DELETE through the transport, or a Purge) wins over responses
+// still arriving through the same Transport, which the transport itself
+// tracks, but not over those of another Transport sharing the cache, in
+// this process or another: a response requested before the invalidation
+// that completes after it may be stored, and then served (in freshness
+// mode, without revalidation, for its lifetime). Share one cache between
+// Transports only where that is acceptable, or use a store that is an
+// Invalidator (etagcache.MemoryStore, etagcache.BoltStore, redisstore).
+//
 // The index only serves to reclaim space: after deleting the generation
 // record, Delete deletes every entry record the index lists, then the index.
 // Put adds a variant to the index by read-modify-write, so concurrent Puts of

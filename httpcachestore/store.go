@@ -45,8 +45,10 @@ type store struct {
 }
 
 // New returns an etagcache.Store that keeps its entries in c. The store is
-// safe for concurrent use when c is. It does not implement
-// etagcache.HeaderUpdater.
+// safe for concurrent use when c is. It implements neither
+// etagcache.HeaderUpdater nor etagcache.Invalidator (see the package
+// documentation: an invalidation through one Transport does not win over
+// another's write of an older response).
 func New(c httpcache.Cache) etagcache.Store {
 	if c == nil {
 		panic("httpcachestore: nil httpcache.Cache")

@@ -42,6 +42,17 @@ func TestSharedValidatorTwoWorkers(t *testing.T) {
 	}
 }
 
+// An invalidation through one worker's Store wins over another's Puts.
+func TestSharedInvalidationTwoWorkers(t *testing.T) {
+	requireRedis(t)
+	for _, top := range topologies() {
+		t.Run(top.name, func(t *testing.T) {
+			c, p := top.client(t), freshPrefix(t)
+			storetest.RunSharedInvalidation(t, New(c, WithPrefix(p)), New(c, WithPrefix(p)))
+		})
+	}
+}
+
 var stores atomic.Int64
 
 // freshPrefix is a prefix no other store on the shared servers used, so

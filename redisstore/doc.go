@@ -20,7 +20,9 @@
 // (etagcache.EncodeEntryMeta) and a CRC-32C of all of it. The URL itself is
 // never written: query strings often carry API keys. The hash tag {…} keeps
 // every record of a resource on one Cluster slot, so deleting a resource is
-// one DEL, and the check-and-set of a header update is one Lua script.
+// one script, and the check-and-set of a header update is one Lua script.
+// After an invalidation the hash also holds the field "~inv", the
+// resource's tombstone (below); no variant starts with "~".
 //
 // Bodies are content-addressed: a body is stored once per SHA-256 under
 //
@@ -44,6 +46,38 @@
 // makes the update a no-op reported as etagcache.ErrNotFound. The body Get
 // took from the local layer is recognised there at no cost; a body from
 // anywhere else is hashed once to be compared.
+//
+// # Invalidation
+//
+// The transport invalidates a resource after a successful POST, PUT,
+// DELETE... through it, and on Purge (etagcache.Invalidator). Through
+// Redis, every worker must then stop storing what it asked for before: a
+// GET still streaming its body, a background refresh. Invalidate is one
+// script on the resource's hash: it removes every header record and leaves
+// the tombstone field "~inv", the time of the invalidation in Unix
+// milliseconds (a later one already there stays). Put's script, the one
+// that writes the header record, refuses while the tombstone is at or after
+// the entry's RequestTime less a margin for clock skew (WithClockSkew,
+// DefaultClockSkew of 100 ms): the check costs no round trip, and Put
+// returns nil, as for any entry it stores. The margin is the trade for
+// workers on different machines: their clocks (the invalidating worker's,
+// and the writer's, which dated its request) must agree within it, and a
+// response requested within it after an invalidation is not stored either,
+// which costs a miss; a resource invalidated more often than the margin is
+// not stored at all, and neither is the answer to a POST that the
+// transport stores under its own URI in freshness mode (it comes within
+// the margin of the POST's own invalidation). Workers on one machine can
+// do without it: WithClockSkew(-1).
+//
+// A hash holding a tombstone alone expires an hour after the invalidation
+// (or after the TTL, if longer). Once an entry is stored beside it, the
+// tombstone lives as long as the hash: Puts, header updates and Delete keep
+// it, and none of them makes the hash expire sooner than the tombstone
+// would. A request in flight for longer than that hour when its resource
+// was invalidated may store its older answer. Get, UpdateHeader and the
+// records' format ignore the field: a hash holding only a tombstone is a
+// miss, and workers running an older redisstore read and write such
+// hashes as before (but neither honour nor keep the tombstone).
 //
 // # Local layer
 //

@@ -119,26 +119,76 @@ func sha1Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// tombField is the field of a resource's hash that holds its tombstone:
+// the latest time (Unix ms, as a decimal string) the resource was
+// invalidated at (see Store.Invalidate). The transport's variants are
+// "", "u<hex>" or "p<hex>", optionally followed by "/<hex>" or "#partial":
+// none starts with reservedPrefix, which the Store refuses in the variants
+// it is given, so no variant can be this field.
+const (
+	tombField      = "~inv"
+	reservedPrefix = "~"
+)
+
 // The scripts touch only KEYS[1], the resource's hash, so they run on one
 // Cluster slot. Each compares the record it replaces or removes with what
 // the caller read, by SHA-1 of its bytes, so nothing written meanwhile by
-// another worker is lost.
+// another worker is lost. Those that write a header record leave the
+// tombstone, and the expiry it needs, in place: a hash holding one keeps
+// it at least as long as Invalidate set (or forever, like its entries,
+// without a TTL).
 var (
-	// putScript: HSET KEYS[1] ARGV[1] ARGV[2]; PEXPIRE KEYS[1] ARGV[3] when > 0.
+	// putScript: unless the tombstone is at or after ARGV[4] (the entry's
+	// request time less the clock-skew margin, in ms), HSET KEYS[1]
+	// ARGV[1] ARGV[2], and make the hash expire in ARGV[3] ms when > 0
+	// (never sooner than it would: the tombstone's life may be longer).
+	// Returns 1 if it wrote, 0 if the tombstone refused it.
 	putScript = redis.NewScript(`
+local t = redis.call('HGET', KEYS[1], '` + tombField + `')
+if t and tonumber(t) >= tonumber(ARGV[4]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+if ttl > 0 then
+  if not t or redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+elseif t then
+  redis.call('PERSIST', KEYS[1])
+end
 return 1`)
 
 	// swapScript replaces field ARGV[1] by ARGV[3] only if its value has
-	// SHA-1 ARGV[2]; PEXPIRE KEYS[1] ARGV[4] when > 0. Returns 1 if it did.
+	// SHA-1 ARGV[2]; the hash then expires in ARGV[4] ms when > 0 (never
+	// sooner, with a tombstone). Returns 1 if it did.
 	swapScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur or redis.sha1hex(cur) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 local ttl = tonumber(ARGV[4])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+if ttl > 0 and (redis.call('HEXISTS', KEYS[1], '` + tombField + `') == 0 or redis.call('PTTL', KEYS[1]) < ttl) then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1`)
+
+	// invalidateScript removes every field of KEYS[1] and leaves the
+	// tombstone ARGV[1] (ms; a later one already there stays), expiring in
+	// ARGV[2] ms.
+	invalidateScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], '` + tombField + `')
+local at = ARGV[1]
+if cur and tonumber(cur) > tonumber(at) then at = cur end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '` + tombField + `', at)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`)
+
+	// deleteScript removes every header record of KEYS[1]; a tombstone
+	// stays, expiring in ARGV[1] ms.
+	deleteScript = redis.NewScript(`
+local t = redis.call('HGET', KEYS[1], '` + tombField + `')
+redis.call('DEL', KEYS[1])
+if t then
+  redis.call('HSET', KEYS[1], '` + tombField + `', t)
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
 return 1`)
 
 	// readScript returns field ARGV[1] of KEYS[1] and the hash's PTTL, or
@@ -149,8 +199,14 @@ if not v then return false end
 return {v, redis.call('PTTL', KEYS[1])}`)
 
 	// dropScript removes field ARGV[1] only if its value has SHA-1 ARGV[2].
+	// A hash left with a tombstone alone, and no expiry, expires in ARGV[3]
+	// ms.
 	dropScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur or redis.sha1hex(cur) ~= ARGV[2] then return 0 end
-return redis.call('HDEL', KEYS[1], ARGV[1])`)
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], '` + tombField + `') == 1 and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1`)
 )

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,6 +23,9 @@ const (
 	// the memory store, with room for four bodies of the transport's default
 	// largest entry (16 MiB).
 	DefaultLocalCache = 64 << 20
+	// DefaultClockSkew is how far apart the workers' clocks may be, unless
+	// WithClockSkew says otherwise (see Store.Invalidate).
+	DefaultClockSkew = 100 * time.Millisecond
 
 	// bodyGrace is how much longer than header records bodies live with a
 	// TTL: a body is written before the header records naming it, and must
@@ -33,16 +37,26 @@ const (
 	// swapTries bounds the read-check-swap rounds of UpdateHeader when
 	// other writers keep changing the record.
 	swapTries = 3
+	// tombstoneLife is how long a resource's tombstone outlives its last
+	// entry (or the TTL, if longer): a request in flight for longer than
+	// that when the resource was invalidated may store its answer.
+	tombstoneLife = time.Hour
 )
 
-// Store is an etagcache.Store and etagcache.HeaderUpdater kept in Redis; see
-// the package documentation for its layout. It is safe for concurrent use,
-// and any number of Stores, in any number of processes, may share one Redis
-// as long as they share prefix and TTL.
+// Store is an etagcache.Store, etagcache.HeaderUpdater and
+// etagcache.Invalidator kept in Redis; see the package documentation for
+// its layout. It is safe for concurrent use, and any number of Stores, in
+// any number of processes, may share one Redis as long as they share
+// prefix and TTL.
+//
+// Variants starting with "~" are reserved for the Store's own fields (the
+// transport never makes one): Put refuses them, Get and UpdateHeader
+// report etagcache.ErrNotFound.
 type Store struct {
 	c      redis.UniversalClient
 	prefix string
 	ttl    time.Duration
+	skew   time.Duration
 	local  *localBodies
 	// guard is set when the client does not honour context deadlines by
 	// itself (ContextTimeoutEnabled unset): calls then return when the
@@ -53,12 +67,14 @@ type Store struct {
 var (
 	_ etagcache.Store         = (*Store)(nil)
 	_ etagcache.HeaderUpdater = (*Store)(nil)
+	_ etagcache.Invalidator   = (*Store)(nil)
 )
 
 type config struct {
 	prefix string
 	ttl    time.Duration
 	local  int64
+	skew   time.Duration
 }
 
 // Option configures New.
@@ -92,6 +108,22 @@ func WithLocalCache(maxBytes int64) Option {
 	return func(c *config) { c.local = maxBytes }
 }
 
+// WithClockSkew sets how far apart the clocks of the workers sharing the
+// Store may be. An invalidation is stamped by the invalidating worker's
+// clock and a Put by the writer's (the time its request was sent), so a
+// writer whose clock runs ahead could pass a response requested before the
+// invalidation as one requested after it: Put therefore also drops entries
+// requested up to d after an invalidation of their key. That costs a miss
+// (the next request fetches and stores again), and a resource invalidated
+// more often than every d is not stored at all. As for every duration in
+// etagcache, 0 means the default, DefaultClockSkew (100 ms: machines kept
+// by NTP agree to a few milliseconds on a LAN or in a cloud, to tens of
+// them across the internet), and a negative d means no margin, for workers
+// on one machine or clocks known to agree to the millisecond.
+func WithClockSkew(d time.Duration) Option {
+	return func(c *config) { c.skew = d }
+}
+
 var errNoClient = errors.New("redisstore: Store made with a nil client")
 
 // New returns a Store on client, which may be a single-node, Sentinel
@@ -109,7 +141,10 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	if cfg.local == 0 {
 		cfg.local = DefaultLocalCache
 	}
-	return &Store{c: client, prefix: cfg.prefix, ttl: max(cfg.ttl, 0), local: newLocalBodies(cfg.local), guard: !honoursContext(client)}
+	if cfg.skew == 0 {
+		cfg.skew = DefaultClockSkew
+	}
+	return &Store{c: client, prefix: cfg.prefix, ttl: max(cfg.ttl, 0), skew: max(cfg.skew, 0), local: newLocalBodies(cfg.local), guard: !honoursContext(client)}
 }
 
 // honoursContext reports whether the client bounds its network calls by
@@ -140,6 +175,9 @@ func (s *Store) Get(ctx context.Context, key, variant string) (*etagcache.Entry,
 }
 
 func (s *Store) get(ctx context.Context, key, variant string) (*etagcache.Entry, error) {
+	if strings.HasPrefix(variant, reservedPrefix) {
+		return nil, etagcache.ErrNotFound
+	}
 	hk := headerKey(s.prefix, key)
 	raw, rec, pttl, err := s.read(ctx, hk, variant)
 	if err != nil {
@@ -236,7 +274,7 @@ func (s *Store) refresh(ctx context.Context, hk string, rec record) {
 // replaced meanwhile, and returns ErrNotFound, or the error that kept it
 // from doing so.
 func (s *Store) drop(ctx context.Context, hk, variant string, raw []byte) error {
-	if err := dropScript.Run(ctx, s.c, []string{hk}, variant, sha1Hex(raw)).Err(); err != nil {
+	if err := dropScript.Run(ctx, s.c, []string{hk}, variant, sha1Hex(raw), s.tombLife().Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("redisstore: remove unusable header record: %w", err)
 	}
 	return etagcache.ErrNotFound
@@ -245,7 +283,11 @@ func (s *Store) drop(ctx context.Context, hk, variant string, raw []byte) error 
 // Put implements etagcache.Store. The body is written first, under its
 // digest (not sent again when Redis already holds it), then the header
 // record naming it, so a reader never finds a header record whose body was
-// not written.
+// not written. The script that writes the header record first checks the
+// resource's tombstone (see Invalidate): an entry requested before an
+// invalidation, or less than the clock-skew margin after it, is dropped
+// there, and its body, already written, is left to the TTL or eviction,
+// as old versions of bodies are.
 func (s *Store) Put(ctx context.Context, key, variant string, e *etagcache.Entry) error {
 	if e == nil {
 		return errors.New("redisstore: Put of a nil entry")
@@ -255,6 +297,9 @@ func (s *Store) Put(ctx context.Context, key, variant string, e *etagcache.Entry
 }
 
 func (s *Store) put(ctx context.Context, key, variant string, e *etagcache.Entry) error {
+	if strings.HasPrefix(variant, reservedPrefix) {
+		return fmt.Errorf("redisstore: variant %q is reserved", variant)
+	}
 	d := sha256.Sum256(e.Body)
 	if len(e.Body) > 0 {
 		if err := s.putBody(ctx, d, e.Body); err != nil {
@@ -262,10 +307,14 @@ func (s *Store) put(ctx context.Context, key, variant string, e *etagcache.Entry
 		}
 	}
 	rec := encodeRecord(d, len(e.Body), etagcache.EncodeEntryMeta(e))
-	if err := putScript.Run(ctx, s.c, []string{headerKey(s.prefix, key)}, variant, rec, s.ttl.Milliseconds()).Err(); err != nil {
+	since := requestMilli(e.RequestTime) - s.skew.Milliseconds()
+	n, err := putScript.Run(ctx, s.c, []string{headerKey(s.prefix, key)}, variant, rec, s.ttl.Milliseconds(), since).Int()
+	if err != nil {
 		return fmt.Errorf("redisstore: put header record: %w", err)
 	}
-	s.local.put(d, e.Body)
+	if n == 1 {
+		s.local.put(d, e.Body)
+	}
 	return nil
 }
 
@@ -318,6 +367,9 @@ func (s *Store) UpdateHeader(ctx context.Context, key, variant string, e *etagca
 }
 
 func (s *Store) updateHeader(ctx context.Context, key, variant string, e *etagcache.Entry) error {
+	if strings.HasPrefix(variant, reservedPrefix) {
+		return etagcache.ErrNotFound
+	}
 	hk := headerKey(s.prefix, key)
 	meta := etagcache.EncodeEntryMeta(e)
 	for range swapTries {
@@ -366,16 +418,63 @@ func (s *Store) names(rec record, body []byte) bool {
 }
 
 // Delete implements etagcache.Store: the header records of every variant of
-// key go in one DEL. Bodies stay, since other entries may name them; they
-// are reclaimed by the TTL or by Redis' eviction.
+// key go in one script. Bodies stay, since other entries may name them;
+// they are reclaimed by the TTL or by Redis' eviction. A tombstone (see
+// Invalidate) stays too: removing entries makes no older response fresher.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	_, err := guarded(s, ctx, func() (struct{}, error) {
-		if err := s.c.Del(ctx, headerKey(s.prefix, key)).Err(); err != nil {
+		if err := deleteScript.Run(ctx, s.c, []string{headerKey(s.prefix, key)}, s.tombLife().Milliseconds()).Err(); err != nil {
 			return struct{}{}, fmt.Errorf("redisstore: delete: %w", err)
 		}
 		return struct{}{}, nil
 	})
 	return err
+}
+
+// Invalidate implements etagcache.Invalidator, in one script on the
+// resource's hash: every header record goes, and the hash keeps a
+// tombstone, a field holding at (in ms), which the script of every later
+// Put checks in the same atomic step as its write, at no extra round
+// trip. A Put of an entry requested before at, or less than the
+// clock-skew margin (WithClockSkew, 100 ms by default) after it, is
+// dropped. Workers on different machines need clocks that agree within
+// that margin.
+//
+// The tombstone lives as long as the resource's entries do (it stays
+// through Puts, header updates and Delete), and at least an hour, or the
+// TTL if longer, after the invalidation or the last entry's removal: a
+// request that was in flight for longer than that when the resource was
+// invalidated may store its older answer. Bodies stay, as with Delete.
+func (s *Store) Invalidate(ctx context.Context, key string, at time.Time) error {
+	_, err := guarded(s, ctx, func() (struct{}, error) {
+		ms := invalidationMilli(at)
+		if err := invalidateScript.Run(ctx, s.c, []string{headerKey(s.prefix, key)}, ms, s.tombLife().Milliseconds()).Err(); err != nil {
+			return struct{}{}, fmt.Errorf("redisstore: invalidate: %w", err)
+		}
+		return struct{}{}, nil
+	})
+	return err
+}
+
+// tombLife is how long a tombstone outlasts the entries of its resource.
+func (s *Store) tombLife() time.Duration { return max(s.ttl, tombstoneLife) }
+
+// Times in ms for the scripts; a zero request time is before any
+// invalidation. Lua's numbers are doubles: within ±2^53 they are exact.
+const zeroMilli = -(1 << 53)
+
+func requestMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return zeroMilli
+	}
+	return t.UnixMilli()
+}
+
+func invalidationMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return zeroMilli + 1
+	}
+	return t.UnixMilli()
 }
 
 // guarded runs f, which must use ctx for every command. When the client

@@ -33,9 +33,20 @@
 //   - a damaged record is a miss, and is removed (with WithDamage);
 //   - two transports sharing the store, racing two variants of a resource
 //     that share one ETag, never serve one variant's body for the other
-//     (RunSharedValidator).
+//     (RunSharedValidator);
+//   - for an etagcache.Invalidator: Invalidate removes every variant of a
+//     key and nothing else; a later Put under the key of an entry
+//     requested before the invalidation (or at the zero time) is dropped
+//     without an error and leaves what the slot holds, while one requested
+//     an hour after it is stored; Delete leaves the invalidation in force,
+//     an earlier one does not undo it and a later one moves it on; a
+//     header update of an entry it removed finds nothing; after 4,200
+//     invalidations of other keys the first still holds; and under
+//     concurrent Invalidate, Put, Get and UpdateHeader, no Get that began
+//     after an Invalidate returned finds an entry requested before it.
 //
-// Run it under go test -race: the concurrent subtest is meant for it. A
+// Run it under go test -race: the concurrent subtests are meant for it. A
 // store that can be opened twice onto the same data (a file, a server)
-// should also call RunSharedValidator with two such handles.
+// should also call RunSharedValidator, and, if it is an Invalidator,
+// RunSharedInvalidation, with two such handles.
 package storetest

@@ -75,6 +75,9 @@ func Run(t *testing.T, newStore func(t *testing.T) etagcache.Store, opts ...Opti
 		s := newStore(t)
 		runSharedValidator(t, s, s, true, cfg)
 	})
+	t.Run("Invalidate", func(t *testing.T) { testInvalidate(t, newStore(t)) })
+	t.Run("InvalidateMany", func(t *testing.T) { testInvalidateMany(t, newStore(t)) })
+	t.Run("InvalidateConcurrent", func(t *testing.T) { testInvalidateConcurrent(t, newStore(t)) })
 }
 
 var bg = context.Background()
