@@ -2,9 +2,14 @@ package etagcache
 
 import (
 	"context"
+	"net/http"
 	"sync/atomic"
 	"time"
 )
+
+// Invalidation (RFC 9111 §4.4): a request whose method may change its
+// target removes what the store holds for it, and its answer may be stored
+// for later GETs when it says it is the resource (postAsGet).
 
 // invalidations make a write's invalidation win over every response that
 // was requested before it (RFC 9111 §4.4): a GET still streaming, a
@@ -94,4 +99,64 @@ func (t *Transport) guardedWrite(ctx context.Context, key string, note uint64, w
 		return false, nil
 	}
 	return true, nil
+}
+
+// unsafe forwards a request whose method may change the resource, and on
+// success invalidates what the store holds for its target and for the
+// same-origin Location and Content-Location (RFC 9111 §4.4).
+func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
+	t.stats.bypassed.Add(1)
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp == nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return resp, err
+	}
+	ctx := req.Context()
+	target, h := requestURL(req), canonicalHeader(resp.Header)
+	// The write is done by now: what was requested before may predate it.
+	at := t.now()
+	t.invalidate(ctx, t.keyOf(req), at)
+	for _, field := range []string{"Location", "Content-Location"} {
+		v := h.Get(field)
+		if v == "" {
+			continue
+		}
+		if u, err := target.Parse(v); err == nil && sameOrigin(u, target) {
+			t.invalidate(ctx, t.stripIgnored(cacheKey(u)), at)
+		}
+	}
+	return t.postAsGet(req, resp, t.inval.now(), at), nil
+}
+
+// postAsGet stores, in freshness mode, the answer to a POST that names its
+// own target in Content-Location and has an explicit lifetime: RFC 9110
+// §9.3.3 lets it answer later GETs of that URI. It is admitted as any
+// answer to a GET would be, under the POST's own partition and Vary
+// values; note is the invalidation sequence after the POST's own
+// invalidations, and at the time of its own (the answer is stored as
+// requested then, not when the POST was sent: it is what the write made,
+// and an Invalidator store drops entries requested before at; only an Age
+// field in the answer would be corrected by less). Anything else is
+// returned as it is.
+func (t *Transport) postAsGet(req *http.Request, resp *http.Response, note uint64, at time.Time) *http.Response {
+	if !t.fx.cfg.enabled || req.Method != http.MethodPost || resp.StatusCode != http.StatusOK {
+		return resp
+	}
+	h := canonicalHeader(resp.Header)
+	cl := h.Get("Content-Location")
+	u, err := requestURL(req).Parse(cl)
+	if cl == "" || err != nil || t.stripIgnored(cacheKey(u)) != t.keyOf(req) {
+		return resp
+	}
+	if parseCacheControl(h).maxAge < 0 && h.Get("Expires") == "" {
+		return resp // heuristic freshness does not apply to POST answers
+	}
+	rh := canonicalHeader(req.Header)
+	l := lookup{key: t.keyOf(req), h: rh, note: note}
+	l.part, l.vary = t.partitionFor(req, rh)
+	resp.Header = h
+	stored, _, err := t.stored(req, req, l, resp, at, "fwd=method", false)
+	if err != nil {
+		return resp
+	}
+	return stored
 }

@@ -614,29 +614,3 @@ func (t *Transport) persist(ctx context.Context, l lookup, old *Entry, header ht
 		t.storeFailed(ctx, "update", l.key, err)
 	}
 }
-
-// unsafe forwards a request whose method may change the resource, and on
-// success invalidates what the store holds for its target and for the
-// same-origin Location and Content-Location (RFC 9111 §4.4).
-func (t *Transport) unsafe(req *http.Request) (*http.Response, error) {
-	t.stats.bypassed.Add(1)
-	resp, err := t.base.RoundTrip(req)
-	if err != nil || resp == nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return resp, err
-	}
-	ctx := req.Context()
-	target, h := requestURL(req), canonicalHeader(resp.Header)
-	// The write is done by now: what was requested before may predate it.
-	at := t.now()
-	t.invalidate(ctx, t.keyOf(req), at)
-	for _, field := range []string{"Location", "Content-Location"} {
-		v := h.Get(field)
-		if v == "" {
-			continue
-		}
-		if u, err := target.Parse(v); err == nil && sameOrigin(u, target) {
-			t.invalidate(ctx, t.stripIgnored(cacheKey(u)), at)
-		}
-	}
-	return t.postAsGet(req, resp, t.inval.now(), at), nil
-}

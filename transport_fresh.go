@@ -399,40 +399,6 @@ func (t *Transport) worthStoring(resp *http.Response) bool {
 	return hasLifetime(resp.Header, resp.StatusCode, t.now(), t.fx.cfg)
 }
 
-// postAsGet stores, in freshness mode, the answer to a POST that names its
-// own target in Content-Location and has an explicit lifetime: RFC 9110
-// §9.3.3 lets it answer later GETs of that URI. It is admitted as any
-// answer to a GET would be, under the POST's own partition and Vary
-// values; note is the invalidation sequence after the POST's own
-// invalidations, and at the time of its own (the answer is stored as
-// requested then, not when the POST was sent: it is what the write made,
-// and an Invalidator store drops entries requested before at; only an Age
-// field in the answer would be corrected by less). Anything else is
-// returned as it is.
-func (t *Transport) postAsGet(req *http.Request, resp *http.Response, note uint64, at time.Time) *http.Response {
-	if !t.fx.cfg.enabled || req.Method != http.MethodPost || resp.StatusCode != http.StatusOK {
-		return resp
-	}
-	h := canonicalHeader(resp.Header)
-	cl := h.Get("Content-Location")
-	u, err := requestURL(req).Parse(cl)
-	if cl == "" || err != nil || t.stripIgnored(cacheKey(u)) != t.keyOf(req) {
-		return resp
-	}
-	if parseCacheControl(h).maxAge < 0 && h.Get("Expires") == "" {
-		return resp // heuristic freshness does not apply to POST answers
-	}
-	rh := canonicalHeader(req.Header)
-	l := lookup{key: t.keyOf(req), h: rh, note: note}
-	l.part, l.vary = t.partitionFor(req, rh)
-	resp.Header = h
-	stored, _, err := t.stored(req, req, l, resp, at, "fwd=method", false)
-	if err != nil {
-		return resp
-	}
-	return stored
-}
-
 // impliedVary adds Accept-Encoding to the Vary names of a response stored
 // in freshness mode whose content coding the request did not accept: the
 // origin chose that coding for this Accept-Encoding, so the entry is served
