@@ -1,6 +1,6 @@
 package etagcache_test
 
-// Freshness-mode benchmarks (issue 9):
+// Freshness-mode benchmarks:
 //
 //	go test -bench 'FreshHit|CoalescedBurst' -run '^$' .
 //

@@ -55,7 +55,7 @@ func withinBound(t *testing.T, what string, f func()) {
 	}
 }
 
-// Issue 8 §3: a buffer the size of the announced Content-Length must not be
+// A buffer the size of the announced Content-Length must not be
 // allocated before the bytes arrive.
 func TestStalledBodiesDoNotPinAnnouncedLength(t *testing.T) {
 	const n, announced = 32, 16 << 20
@@ -93,7 +93,7 @@ func TestStalledBodiesDoNotPinAnnouncedLength(t *testing.T) {
 	assert.Less(t, grown, int64(8<<20), "heap pinned by bodies that never came")
 }
 
-// Issue 8 §3: a huge Content-Length with a large cap never panics, and
+// A huge Content-Length with a large cap never panics, and
 // nothing past what arrived is buffered.
 func TestHugeContentLengthDoesNotPanic(t *testing.T) {
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -138,7 +138,7 @@ func (r *stepReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Issue 8 §3: what a store is handed holds no more memory than its length
+// What a store is handed holds no more memory than its length
 // says: exactly the announced length, and within 10% for chunked bodies.
 func TestCommittedBodyCapacity(t *testing.T) {
 	for _, size := range []int{1, 511, 1000, 4097, 40_001, 65_537, 100_003, 1<<20 + 1} {
@@ -166,7 +166,7 @@ func TestCommittedBodyCapacity(t *testing.T) {
 	}
 }
 
-// Issue 8 §3: a MemoryStore's bound holds within 10% of the live heap it
+// A MemoryStore's bound holds within 10% of the live heap it
 // really costs, with chunked bodies whose buffers grew by doubling.
 func TestMemoryStoreBoundHoldsOnHeap(t *testing.T) {
 	tests := []struct {
@@ -210,7 +210,7 @@ func TestMemoryStoreBoundHoldsOnHeap(t *testing.T) {
 	}
 }
 
-// Issue 8 §3: closing the body while another goroutine reads it is no data
+// Closing the body while another goroutine reads it is no data
 // race, and Close does not wait for the blocked Read.
 func TestCloseWhileReadingIsRaceFree(t *testing.T) {
 	pr, pw := io.Pipe()
@@ -259,7 +259,7 @@ func jsonOrigin(t *testing.T, chunked bool, trailing string, hold func()) *recor
 	})
 }
 
-// Issue 8 §3: a caller that decodes JSON and closes stops just before EOF;
+// A caller that decodes JSON and closes stops just before EOF;
 // the body is stored all the same and the next poll gets a 304.
 func TestDecodeThenCloseStores(t *testing.T) {
 	tests := []struct {
@@ -351,7 +351,7 @@ func (s *stallBody) readStarted() bool {
 	}
 }
 
-// Issue 8 §3: the remainder read on Close is bounded in bytes, in time and
+// The remainder read on Close is bounded in bytes, in time and
 // by the request's context, and leaves no goroutine behind.
 func TestCloseRemainderIsBounded(t *testing.T) {
 	big := strings.Repeat("z", 1<<20)
@@ -440,7 +440,7 @@ func TestCloseRemainderIsBounded(t *testing.T) {
 	})
 }
 
-// Issue 8 §3: MemoryStore's accounting of an entry is within 10% of the live
+// MemoryStore's accounting of an entry is within 10% of the live
 // heap the entry costs, whatever the size of its header.
 func TestMemoryStoreEntrySizeMatchesHeap(t *testing.T) {
 	for _, fields := range []int{1, 3, 8, 9, 20, 40} {

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Real origin servers behind the transport (issue 8, section 5): nginx,
+// Real origin servers behind the transport: nginx,
 // Apache, lighttpd, Caddy, Python's http.server and Go's http.FileServer,
 // each started by the test from its Debian package with a configuration of
 // its own (origins_servers_test.go). docs/servers.md explains the results.

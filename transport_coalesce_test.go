@@ -1,6 +1,6 @@
 package etagcache
 
-// Coalescing and concurrency in the freshness transport (issue 9), under
+// Coalescing and concurrency in the freshness transport, under
 // -race, each ending with the goroutine count back where it was.
 
 import (

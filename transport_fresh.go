@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// freshState is the part of a Transport that issue 9 added: freshness,
+// freshState is the part of a Transport for freshness,
 // coalescing, background revalidations and key customisation.
 type freshState struct {
 	cfg          freshConfig

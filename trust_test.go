@@ -53,7 +53,7 @@ func get(t *testing.T, c *http.Client, u string, h http.Header) (*http.Response,
 	return resp, string(b)
 }
 
-// Item 1: fields the cache depends on are read whatever their key's case.
+// Fields the cache depends on are read whatever their key's case.
 func TestNonCanonicalHeaderKeys(t *testing.T) {
 	t.Run("credentials", func(t *testing.T) {
 		o := revisionOrigin(t, byAuthorization)
@@ -99,7 +99,7 @@ func TestNonCanonicalHeaderKeys(t *testing.T) {
 	})
 }
 
-// Item 1: the key names the request target that is really sent.
+// The key names the request target that is really sent.
 func TestHostAndOpaqueArePartOfTheKey(t *testing.T) {
 	t.Run("Host", func(t *testing.T) {
 		o := revisionOrigin(t, func(r *http.Request) string { return r.Host })
@@ -154,7 +154,7 @@ func (a authBelow) RoundTrip(r *http.Request) (*http.Response, error) {
 	return a.base.RoundTrip(r2)
 }
 
-// Item 1: credentials added below the cache are noticed: nothing is stored
+// Credentials added below the cache are noticed: nothing is stored
 // or merged, one warning is logged, and Cache-Status says why.
 func TestCredentialsAddedBelowTheCache(t *testing.T) {
 	o := revisionOrigin(t, byAuthorization)
@@ -221,7 +221,7 @@ func mustGet(t *testing.T, ms *MemoryStore, u string) *Entry {
 	return nil
 }
 
-// Item 1: the partition hook keeps the cache warm across token rotation,
+// The partition hook keeps the cache warm across token rotation,
 // and no value it returns is stored in clear.
 func TestPartitionHookSurvivesTokenRotation(t *testing.T) {
 	o := revisionOrigin(t, func(r *http.Request) string { return r.Header.Get("X-User") })
@@ -246,7 +246,7 @@ func TestPartitionHookSurvivesTokenRotation(t *testing.T) {
 	}
 }
 
-// Item 2: a 304 whose Last-Modified differs from the stored one confirms
+// A 304 whose Last-Modified differs from the stored one confirms
 // nothing: after a rollback to an older file the older body is served.
 func TestRolledBackFileIsNotConfirmedByA304(t *testing.T) {
 	dir := t.TempDir()
@@ -304,7 +304,7 @@ func gunzip(t *testing.T, s string) string {
 	return string(b)
 }
 
-// Item 2: a stored content-coded body never reaches a caller that did not
+// A stored content-coded body never reaches a caller that did not
 // accept the coding, and nginx's strong 304 for a gzipped entry is refused.
 func TestTransparentGzipCallersGetDecodedBodies(t *testing.T) {
 	const content = "some text that nginx would compress for us"
@@ -385,7 +385,7 @@ func TestAcceptsCoding(t *testing.T) {
 	}
 }
 
-// Item 2: a 304 with Vary: * makes the entry unusable: it is dropped.
+// A 304 with Vary: * makes the entry unusable: it is dropped.
 func TestNotModifiedWithVaryStarDropsTheEntry(t *testing.T) {
 	var star atomic.Bool
 	o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
@@ -406,7 +406,7 @@ func TestNotModifiedWithVaryStarDropsTheEntry(t *testing.T) {
 	assert.Empty(t, o.last().Get("If-None-Match"), "the body came from a revalidation it cannot trust")
 }
 
-// Item 2: the 304's Set-Cookie reaches the caller and is never stored; the
+// The 304's Set-Cookie reaches the caller and is never stored; the
 // first 200's Age and Cache-Status are not replayed after a 304.
 func TestNotModifiedFieldsOfThisExchange(t *testing.T) {
 	var n atomic.Int32
@@ -438,7 +438,7 @@ func TestNotModifiedFieldsOfThisExchange(t *testing.T) {
 	}
 }
 
-// Item 3: every GET response the cache handles carries the caller's own
+// Every GET response the cache handles carries the caller's own
 // request, not the cache's clone with validators.
 func TestResponsesCarryTheCallersRequest(t *testing.T) {
 	var version atomic.Int32
@@ -468,7 +468,7 @@ type idleCloser struct {
 
 func (c *idleCloser) CloseIdleConnections() { c.closed.Add(1) }
 
-// Item 3: CloseIdleConnections reaches the base transport.
+// CloseIdleConnections reaches the base transport.
 func TestCloseIdleConnectionsReachesTheBase(t *testing.T) {
 	base := &idleCloser{RoundTripper: http.DefaultTransport}
 	c := NewTransport(NewMemoryStore(0), WithBase(base)).Client()
