@@ -205,8 +205,8 @@ type boltPending struct {
 	sum    uint32 // CRC-32C of e.Body, if hasSum
 	hasSum bool
 	// checked is set when Put found no invalidation refusing e in the
-	// index, current as of the file's generation gen. Get serves the
-	// entry from the queue only while that generation lasts: another
+	// index, as of the file's generation gen. Get serves the entry from
+	// the queue only while the file is at that generation: another
 	// process's invalidation may have come since.
 	checked bool
 	gen     uint64
@@ -416,9 +416,10 @@ func (s *BoltStore) put(ctx context.Context, key, variant string, p *boltPending
 		return ErrStoreClosed
 	}
 	rk := boltRecordKey(key, variant)
-	gen := readBoltGen(s.genFile)
 	s.mu.Lock()
-	p.checked, p.gen = s.idx.valid && s.idx.gen == gen, gen
+	// Checked against the index as this process last saw the file: if
+	// another process has written since, Get finds the generation moved.
+	p.checked, p.gen = s.idx.valid, s.idx.gen
 	if p.checked && s.idx.refuses(rk, e.RequestTime) {
 		s.mu.Unlock()
 		return nil // requested before an invalidation of its key
