@@ -107,8 +107,8 @@ func (t *Transport) reusable(resp *http.Response) bool {
 // lookup l under admission a: those that a stored copy would be served to
 // (the same partition, which the flight key holds; the same Vary values; a
 // content coding they accept). It reads all it needs of resp now: the
-// leader's caller owns resp's header once the exchange has returned. A lone
-// caller pays one allocation for it.
+// leader's caller owns resp's header once the exchange has returned. An
+// answer without Vary or coding fits every follower: nil, no allocation.
 func (t *Transport) followers(a admission, l *lookup, resp *http.Response) func(*http.Request) bool {
 	if !a.share {
 		return shareWithNone
@@ -119,12 +119,16 @@ func (t *Transport) followers(a admission, l *lookup, resp *http.Response) func(
 		names = t.impliedVary(names, resp.Header, l.h)
 		digest = varyDigest(l.part, names, l.vary)
 	}
-	coding := resp.Header["Content-Encoding"]
-	if len(coding) > 0 {
-		coding = slices.Clone(coding)
+	if len(names) == 0 && len(resp.Header["Content-Encoding"]) == 0 {
+		return nil // it fits every request of the flight, whose key holds the partition
 	}
+	return t.fits(l.part, names, digest, slices.Clone(resp.Header["Content-Encoding"]))
+}
+
+// fits is the rule of followers for an answer filed under names and
+// digest in partition part, whose content codings are coding.
+func (t *Transport) fits(part string, names []string, digest [sha256.Size]byte, coding []string) func(*http.Request) bool {
 	anyCoding := slices.Contains(names, "Accept-Encoding")
-	part := l.part
 	return func(f *http.Request) bool {
 		h := canonicalHeader(f.Header)
 		fpart, vary := t.partitionFor(f, h)
