@@ -16,6 +16,33 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// streamingOrigin serves every GET as 4096 bytes and its version
+// (max-age=60), and holds the answers of version 1 after their first 2048
+// bytes until half is closed; a POST moves the version on.
+func streamingOrigin(t *testing.T) (o *recordingOrigin, half chan struct{}) {
+	var version atomic.Int32
+	version.Store(1)
+	half = make(chan struct{})
+	o = newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			version.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		v := version.Load()
+		body := strings.Repeat("x", 4096) + strconv.Itoa(int(v))
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = io.WriteString(w, body[:2048])
+		w.(http.Flusher).Flush()
+		if v == 1 {
+			<-half
+		}
+		_, _ = io.WriteString(w, body[2048:])
+	})
+	return o, half
+}
+
 // A GET whose body is still streaming when the caller's POST to the same
 // URL succeeds must not store its (pre-POST) answer afterwards: the next
 // GET goes to the origin. In every store.
@@ -23,26 +50,7 @@ func TestInvalidationWinsOverStreamingGET(t *testing.T) {
 	for name, newStore := range testStores(t) {
 		t.Run(name, func(t *testing.T) {
 			clk := newFakeClock()
-			var version atomic.Int32
-			version.Store(1)
-			half := make(chan struct{})
-			o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-				if r.Method == http.MethodPost {
-					version.Add(1)
-					w.WriteHeader(http.StatusNoContent)
-					return
-				}
-				v := version.Load()
-				body := "v" + strings.Repeat("x", 4096) + string(rune('0'+v))
-				w.Header().Set("Cache-Control", "max-age=60")
-				w.Header().Set("Content-Length", "4098")
-				_, _ = io.WriteString(w, body[:2048])
-				w.(http.Flusher).Flush()
-				if v == 1 {
-					<-half
-				}
-				_, _ = io.WriteString(w, body[2048:])
-			})
+			o, half := streamingOrigin(t)
 			tr := newStoreTransport(t, clk, newStore(), WithFreshness(true))
 			resp, err := tr.Client().Get(o.URL + "/doc")
 			require.NoError(t, err)
@@ -161,26 +169,7 @@ func TestInvalidationWinsOverAnotherTransportsStreamingGET(t *testing.T) {
 		for _, next := range []string{"A", "B"} {
 			t.Run(name+"/next through "+next, func(t *testing.T) {
 				clk := newFakeClock()
-				var version atomic.Int32
-				version.Store(1)
-				half := make(chan struct{})
-				o := newRecordingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-					if r.Method == http.MethodPost {
-						version.Add(1)
-						w.WriteHeader(http.StatusNoContent)
-						return
-					}
-					v := version.Load()
-					body := strings.Repeat("x", 4096) + strconv.Itoa(int(v))
-					w.Header().Set("Cache-Control", "max-age=60")
-					w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-					_, _ = io.WriteString(w, body[:2048])
-					w.(http.Flusher).Flush()
-					if v == 1 {
-						<-half
-					}
-					_, _ = io.WriteString(w, body[2048:])
-				})
+				o, half := streamingOrigin(t)
 				sa, sb, flush := stores()
 				trs := map[string]*Transport{
 					"A": newStoreTransport(t, clk, sa, WithFreshness(true)),

@@ -160,9 +160,7 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for variant := range s.items[key] {
-		s.remove(key, variant)
-	}
+	s.removeKey(key)
 	return nil
 }
 
@@ -175,9 +173,7 @@ func (s *MemoryStore) Invalidate(ctx context.Context, key string, at time.Time) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for variant := range s.items[key] {
-		s.remove(key, variant)
-	}
+	s.removeKey(key)
 	s.tombs.add(key, at)
 	return nil
 }
@@ -209,6 +205,13 @@ func (s *MemoryStore) Size() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.size + s.templates.Load()
+}
+
+// removeKey removes every variant of key; s.mu is held.
+func (s *MemoryStore) removeKey(key string) {
+	for variant := range s.items[key] {
+		s.remove(key, variant)
+	}
 }
 
 func (s *MemoryStore) remove(key, variant string) {
